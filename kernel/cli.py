@@ -1,0 +1,124 @@
+"""The ``mochi-pybridge`` command line (SPEC §2): argument parsing and dispatch only."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from mochi_pybridge import __version__
+from mochi_pybridge.kernel.errors import ExitCode, NotYetImplemented, PybridgeError
+
+Handler = Callable[[argparse.Namespace], int]
+
+
+def default_cache_dir() -> Path:
+    explicit = os.environ.get("MOCHI_PYBRIDGE_CACHE")
+    if explicit:
+        return Path(explicit)
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    base = Path(xdg) if xdg else Path.home() / ".cache"
+    return base / "mochi-pybridge"
+
+
+def _not_yet(command: str, issue: str) -> Handler:
+    def handler(args: argparse.Namespace) -> int:
+        raise NotYetImplemented(
+            f"`mochi-pybridge {command}` is not implemented in this version yet ({issue})."
+        )
+
+    return handler
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="mochi-pybridge",
+        description="Sandboxed build pipeline of Mochi's bridge to Python (MEP-71).",
+    )
+    parser.add_argument("--version", action="version", version=f"mochi-pybridge {__version__}")
+    parser.add_argument("--project", type=Path, default=Path.cwd(), help="project directory")
+    parser.add_argument("--cache-dir", type=Path, default=None, help="cache directory")
+    parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1, help="parallel stages")
+    parser.add_argument("--json", action="store_true", help="newline-delimited JSON events")
+    parser.add_argument("-v", "--verbose", action="count", default=0)
+    parser.add_argument("-q", "--quiet", action="count", default=0)
+    parser.add_argument(
+        "--unsafe-no-sandbox",
+        action="store_true",
+        help="run untrusted stages without the sandbox (warned on every run, recorded in the lock)",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    add = sub.add_parser("add", help="add or update a [python-dependencies] entry, then lock")
+    add.add_argument("spec", metavar="SPEC")
+    add.add_argument("--as", dest="alias")
+    add.add_argument("--extras", default="")
+    add.set_defaults(handler=_not_yet("add", "issue: resolve/fetch/lock"))
+
+    lock = sub.add_parser("lock", help="resolve, fetch, stub, wrap and write mochi.lock")
+    mode = lock.add_mutually_exclusive_group()
+    mode.add_argument("--check", action="store_true", help="exit 3 if mochi.lock would change")
+    mode.add_argument("--dry-run", action="store_true", help="print the plan, write nothing")
+    lock.add_argument("--no-wait", action="store_true", help="fail if another lock runs")
+    lock.set_defaults(handler=_not_yet("lock", "issue: resolve/fetch/lock"))
+
+    sync = sub.add_parser("sync", help="regenerate python_wrap/ from mochi.lock")
+    sync.set_defaults(handler=_not_yet("sync", "issue: resolve/fetch/lock"))
+
+    update = sub.add_parser("update", help="re-resolve to newer versions")
+    update.add_argument("names", nargs="*", metavar="NAME")
+    update.add_argument("--allow-capability-elevation", action="store_true")
+    update.set_defaults(handler=_not_yet("update", "issue: resolve/fetch/lock"))
+
+    export = sub.add_parser("export", help="export the lock in another format")
+    export.add_argument("format", choices=["pylock"])
+    export.set_defaults(handler=_not_yet("export", "issue: resolve/fetch/lock"))
+
+    stubs = sub.add_parser("stubs", help="run the stub ladder for one locked package")
+    stubs.add_argument("name", metavar="NAME")
+    stubs.set_defaults(handler=_not_yet("stubs", "issue: bindings"))
+
+    publish = sub.add_parser("publish", help="build, sign, attest and upload to an index")
+    publish.add_argument("--to", default="pypi", help="pypi, testpypi or an upload URL")
+    publish.add_argument("--dry-run", action="store_true")
+    publish.add_argument("--identity-token", default=None)
+    publish.set_defaults(handler=_not_yet("publish", "issue: publish"))
+
+    verify = sub.add_parser("verify", help="verify PEP 740 attestations of distribution files")
+    verify.add_argument("files", nargs="+", metavar="FILE")
+    verify.set_defaults(handler=_not_yet("verify", "issue: publish"))
+
+    doctor = sub.add_parser("doctor", help="check the sandbox on this machine")
+    doctor.set_defaults(handler=_not_yet("doctor", "issue: sandbox"))
+
+    serve = sub.add_parser("serve", help="speak the kernel protocol on stdin/stdout")
+    serve.set_defaults(handler=_not_yet("serve", "issue: kernel"))
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.cache_dir is None:
+        args.cache_dir = default_cache_dir()
+    if args.unsafe_no_sandbox:
+        print(
+            "warning: --unsafe-no-sandbox: package code runs with your full privileges",
+            file=sys.stderr,
+        )
+    handler: Handler = args.handler
+    try:
+        return handler(args)
+    except PybridgeError as exc:
+        if args.verbose:
+            raise
+        print(f"error: {exc.diagnostics()}", file=sys.stderr)
+        return int(exc.exit_code)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+__all__ = ["ExitCode", "build_parser", "main"]
