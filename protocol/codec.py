@@ -13,7 +13,7 @@ from typing import NoReturn, TypeAlias
 
 import msgpack
 
-from mochi_pybridge.protocol.errors import LocalProtocolError, RemoteProtocolError
+from mochi_pybridge.protocol.errors import LocalProtocolError, RemoteProtocolError, show
 from mochi_pybridge.protocol.limits import Limits
 
 # What may travel on the wire. Decoded arrays are tuples and maps are dicts with str keys.
@@ -35,7 +35,7 @@ def _map_without_duplicates(pairs: Sequence[tuple[object, object]]) -> dict[str,
         if type(key) is not str:
             raise ValueError(f"map key must be a string, not {type(key).__name__}")
         if key in result:
-            raise ValueError(f"duplicate map key {key!r}")
+            raise ValueError(f"duplicate map key {show(key)}")
         result[key] = value
     return result
 
@@ -75,7 +75,7 @@ def decode_body(body: bytes, limits: Limits) -> object:
     except (ValueError, TypeError, msgpack.UnpackException, RecursionError) as exc:
         # ValueError covers FormatError, StackError, ExtraData, limit violations,
         # UnicodeDecodeError and the hooks above.
-        raise RemoteProtocolError(f"malformed msgpack body: {exc}") from None
+        raise RemoteProtocolError(f"malformed msgpack body: {str(exc)[:200]}") from None
     _check_depth(obj, limits.max_depth)
     return obj
 

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Final
 
 from mochi_pybridge.protocol.codec import decode_body, encode_body, to_wire_value
-from mochi_pybridge.protocol.errors import LocalProtocolError, RemoteProtocolError
+from mochi_pybridge.protocol.errors import LocalProtocolError, RemoteProtocolError, show
 from mochi_pybridge.protocol.framing import FrameDecoder, encode_frame
 from mochi_pybridge.protocol.limits import DEFAULT_LIMITS, PROTOCOL_VERSION, Limits
 from mochi_pybridge.protocol.messages import (
@@ -111,6 +111,14 @@ class Connection:
         self.our_state = new_state
         return data
 
+    def fatal_error(self, exc: RemoteProtocolError) -> Error:
+        """The connection-level error to send as last words after ``exc``; always sendable."""
+        return Error(id=None, code=exc.code, message=self._clip(str(exc.args[0])))
+
+    def _clip(self, text: str) -> str:
+        # Character count bounds the UTF-8 size at four bytes a character.
+        return text[: max(0, self.limits.max_str_len // 4)]
+
     def send_failed(self) -> None:
         """The I/O layer could not write a frame whole: our side of the stream is unusable."""
         self.our_state = State.ERROR
@@ -188,7 +196,7 @@ class Connection:
         version = wire.get("protocol")
         if version != PROTOCOL_VERSION:
             raise RemoteProtocolError(
-                f"the {self.peer_role.value} speaks protocol version {version!r}; "
+                f"the {self.peer_role.value} speaks protocol version {show(version)}; "
                 f"this side speaks {PROTOCOL_VERSION}",
                 code="version-mismatch",
             )
@@ -206,7 +214,7 @@ class Connection:
         self._transition("request")
         request_id = wire.get("id")
         if type(request_id) is not int or not self._last_id < request_id <= 2**32 - 1:
-            raise RemoteProtocolError(f"request id {request_id!r} is not above {self._last_id}")
+            raise RemoteProtocolError(f"request id {show(request_id)} is not above {self._last_id}")
         if len(self._pending) >= self.limits.max_pending_requests:
             raise RemoteProtocolError("too many requests pending")
         self._last_id = request_id
@@ -216,7 +224,9 @@ class Connection:
         except LocalProtocolError as exc:
             return RequestRejected(
                 id=request_id,
-                reply=Error(id=request_id, code="invalid-request", message=str(exc.args[0])),
+                reply=Error(
+                    id=request_id, code="invalid-request", message=self._clip(str(exc.args[0]))
+                ),
             )
         assert isinstance(request, Request)
         if self.methods is not None and request.method not in self.methods:
@@ -225,7 +235,7 @@ class Connection:
                 reply=Error(
                     id=request_id,
                     code="unknown-method",
-                    message=f"unknown method {request.method!r}",
+                    message=self._clip(f"unknown method {show(request.method)}"),
                     details={"known": sorted(self.methods)},
                 ),
             )

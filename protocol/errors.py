@@ -8,6 +8,12 @@ problem with received bytes surfaces as ``RemoteProtocolError`` and leaves the c
 from __future__ import annotations
 
 
+def show(value: object, limit: int = 80) -> str:
+    """``repr`` of a peer-supplied value, cut short: error texts must stay small and sendable."""
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 class ProtocolError(Exception):
     """Abstract root: never raised as itself.
 

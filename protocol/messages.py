@@ -14,7 +14,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any, ClassVar, Final
 
-from mochi_pybridge.protocol.errors import LocalProtocolError, RemoteProtocolError
+from mochi_pybridge.protocol.errors import LocalProtocolError, RemoteProtocolError, show
 from mochi_pybridge.protocol.limits import PROTOCOL_VERSION
 
 MAX_REQUEST_ID: Final = 2**32 - 1
@@ -43,7 +43,7 @@ def _fail(message: str) -> LocalProtocolError:
 
 def _check_int(name: str, value: object, low: int, high: int) -> None:
     if type(value) is not int or not low <= value <= high:
-        raise _fail(f"{name} must be an integer in [{low}, {high}], not {value!r}")
+        raise _fail(f"{name} must be an integer in [{low}, {high}], not {show(value)}")
 
 
 def _check_str(name: str, value: object, *, max_len: int | None = None) -> None:
@@ -57,7 +57,7 @@ def _check_token(name: str, value: object) -> None:
     _check_str(name, value)
     assert isinstance(value, str)
     if not _TOKEN.fullmatch(value):
-        raise _fail(f"{name} must match {_TOKEN.pattern}, not {value!r}")
+        raise _fail(f"{name} must match {_TOKEN.pattern}, not {show(value)}")
 
 
 def _check_map(name: str, value: object) -> None:
@@ -101,7 +101,7 @@ class Hello(Message):
     def __post_init__(self) -> None:
         _check_int("protocol", self.protocol, 0, 2**16)
         if not isinstance(self.role, Role):
-            raise _fail(f"role must be a Role, not {self.role!r}")
+            raise _fail(f"role must be a Role, not {show(self.role)}")
         _check_str("software", self.software, max_len=_SOFTWARE_MAX)
 
 
@@ -150,7 +150,7 @@ class Log(Message):
     def __post_init__(self) -> None:
         _check_optional_id(self.id)
         if not isinstance(self.level, LogLevel):
-            raise _fail(f"level must be a LogLevel, not {self.level!r}")
+            raise _fail(f"level must be a LogLevel, not {show(self.level)}")
         _check_str("text", self.text)
 
 
@@ -230,9 +230,9 @@ def build_message(cls: type[Message], wire: Mapping[str, object]) -> Message:
     missing = sorted(expected - wire.keys())
     unknown = sorted(wire.keys() - expected)
     if missing:
-        raise _fail(f"{cls.TYPE} message is missing field(s) {', '.join(missing)}")
+        raise _fail(f"{cls.TYPE} message is missing field(s) {show(missing)}")
     if unknown:
-        raise _fail(f"{cls.TYPE} message has unknown field(s) {', '.join(unknown)}")
+        raise _fail(f"{cls.TYPE} message has unknown field(s) {show(unknown)}")
     kwargs: dict[str, object] = {}
     for name, value in wire.items():
         convert = _ENUM_FIELDS.get(name)
@@ -240,7 +240,7 @@ def build_message(cls: type[Message], wire: Mapping[str, object]) -> Message:
             try:
                 value = convert(value)
             except ValueError:
-                raise _fail(f"{name} has an unknown value {value!r}") from None
+                raise _fail(f"{name} has an unknown value {show(value)}") from None
         kwargs[name] = value
     return cls(**kwargs)
 
@@ -252,5 +252,5 @@ def message_type_of(obj: object) -> type[Message]:
     tag = obj.get("type")
     cls = MESSAGE_TYPES.get(tag) if isinstance(tag, str) else None
     if cls is None:
-        raise RemoteProtocolError(f"unknown message type {tag!r}")
+        raise RemoteProtocolError(f"unknown message type {show(tag)}")
     return cls

@@ -65,7 +65,8 @@ def test_Connection_version_mismatch_is_clear_on_both_sides() -> None:
         kernel.next_event()
     assert info.value.code == "version-mismatch"
     # The kernel tells the runner why before closing; the runner sees a fatal error.
-    last_words = Error(id=None, code=info.value.code, message=str(info.value))
+    last_words = kernel.fatal_error(info.value)
+    assert last_words.code == "version-mismatch"
     runner.receive_data(kernel.send(last_words))
     assert runner.next_event() == last_words
     runner.receive_data(b"")
@@ -476,3 +477,24 @@ def test_Connection_messages_validate_on_construction() -> None:
         Error(id=1, code="", message="m")
     with pytest.raises(LocalProtocolError):
         Goodbye(reason="x" * 5000)
+
+
+def test_Connection_rejection_of_huge_method_is_sendable() -> None:
+    """Fuzz finding: a rejection used to echo the peer's method name past max_str_len."""
+    limits = Limits(max_str_len=64)
+    req, resp = pair(limits=limits)
+    resp.receive_data(frame({"type": "request", "id": 1, "method": "\x01" * 60, "params": {}}))
+    event = resp.next_event()
+    assert isinstance(event, RequestRejected)
+    resp.send(event.reply)
+
+
+def test_Connection_fatal_error_is_always_sendable() -> None:
+    conn = Connection(
+        role=Role.RUNNER, peer_role=Role.KERNEL, software="r", limits=Limits(max_str_len=16)
+    )
+    conn.hello()
+    conn.receive_data(frame({"type": "hello", "protocol": "x" * 500, "role": "kernel"}))
+    with pytest.raises(RemoteProtocolError) as info:
+        conn.next_event()
+    conn.send(conn.fatal_error(info.value))
