@@ -18,7 +18,7 @@ from mochi_pybridge.protocol.limits import Limits
 
 # What may travel on the wire. Decoded arrays are tuples and maps are dicts with str keys.
 Value: TypeAlias = (
-    None | bool | int | float | str | bytes | Sequence["Value"] | Mapping[str, "Value"]
+    bool | int | float | str | bytes | Sequence["Value"] | Mapping[str, "Value"] | None
 )
 
 _INT_MIN = -(2**63)

@@ -246,8 +246,7 @@ class Connection:
         if isinstance(message, Hello):
             if message.role is not self.peer_role:
                 raise RemoteProtocolError(
-                    f"expected a {self.peer_role.value}, the peer says it is a "
-                    f"{message.role.value}"
+                    f"expected a {self.peer_role.value}, the peer says it is a {message.role.value}"
                 )
             self.peer_hello = message
             return message

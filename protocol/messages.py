@@ -234,14 +234,15 @@ def build_message(cls: type[Message], wire: Mapping[str, object]) -> Message:
     if unknown:
         raise _fail(f"{cls.TYPE} message has unknown field(s) {show(unknown)}")
     kwargs: dict[str, object] = {}
-    for name, value in wire.items():
+    for name, raw in wire.items():
         convert = _ENUM_FIELDS.get(name)
-        if convert is not None:
-            try:
-                value = convert(value)
-            except ValueError:
-                raise _fail(f"{name} has an unknown value {show(value)}") from None
-        kwargs[name] = value
+        if convert is None:
+            kwargs[name] = raw
+            continue
+        try:
+            kwargs[name] = convert(raw)
+        except ValueError:
+            raise _fail(f"{name} has an unknown value {show(raw)}") from None
     return cls(**kwargs)
 
 

@@ -95,8 +95,12 @@ class RunnerChannel:
                 raise ChannelClosed("the kernel ended the conversation")
         return request_id in self.cancelled
 
-    def progress(self, request_id: int, message: str, done: int = 0, total: int | None = None) -> None:
-        self._write(self.conn.send(Progress(id=request_id, message=message, done=done, total=total)))
+    def progress(
+        self, request_id: int, message: str, done: int = 0, total: int | None = None
+    ) -> None:
+        self._write(
+            self.conn.send(Progress(id=request_id, message=message, done=done, total=total))
+        )
 
     def log(self, request_id: int | None, text: str, level: LogLevel = LogLevel.INFO) -> None:
         self._write(self.conn.send(Log(id=request_id, level=level, text=text)))

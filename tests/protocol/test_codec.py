@@ -35,7 +35,10 @@ def test_decode_body_roundtrip_types() -> None:
     ("body", "why"),
     [
         (pack(msgpack.ExtType(5, b"x")), "extension type"),
-        (msgpack.packb(datetime.datetime(2026, 1, 1, tzinfo=datetime.UTC), datetime=True), "timestamp"),
+        (
+            msgpack.packb(datetime.datetime(2026, 1, 1, tzinfo=datetime.UTC), datetime=True),
+            "timestamp",
+        ),
         (b"\x82\xa1a\x01\xa1a\x02", "duplicate key"),
         (b"\x81\x01\x02", "int key"),
         (b"\x81\xc4\x01k\x02", "bytes key"),

@@ -44,7 +44,8 @@ def fresh(role: Role = Role.RUNNER, peer: Role = Role.KERNEL, **kw: object) -> C
 )
 def test_Connection_handshake_both_role_pairs(requester: Role, responder: Role) -> None:
     req, resp = pair(requester, responder)
-    assert req.our_state is State.OPEN and req.their_state is State.OPEN
+    assert req.our_state is State.OPEN
+    assert req.their_state is State.OPEN
     assert resp.peer_hello == Hello(role=requester, software="test-req")
     assert req.peer_hello == Hello(role=responder, software="test-resp")
 
@@ -97,7 +98,7 @@ def test_Connection_message_before_hello_rejected() -> None:
 
 
 def test_Connection_second_hello_rejected() -> None:
-    req, resp = pair()
+    _req, resp = pair()
     resp.receive_data(frame({"type": "hello", "protocol": 1, "role": "kernel", "software": "k"}))
     with pytest.raises(RemoteProtocolError, match="hello is not allowed"):
         resp.next_event()
@@ -151,7 +152,7 @@ def test_Connection_full_request_lifecycle_every_message_kind() -> None:
 
 @pytest.mark.parametrize("seed", range(3))
 def test_Connection_three_chunkings_give_the_same_events(seed: int) -> None:
-    req, resp = pair()
+    req, _resp = pair()
     data = b"".join(
         resp_bytes
         for resp_bytes in (
@@ -244,7 +245,8 @@ def test_Connection_nothing_after_goodbye() -> None:
 def test_Connection_fatal_error_closes_the_sender() -> None:
     req, resp = pair()
     transfer(resp, req, Error(id=None, code="internal", message="boom"))
-    assert resp.our_state is State.CLOSED and req.their_state is State.CLOSED
+    assert resp.our_state is State.CLOSED
+    assert req.their_state is State.CLOSED
     with pytest.raises(LocalProtocolError):
         resp.send(Log(text="more"))
 
@@ -342,7 +344,8 @@ def test_Connection_unknown_method_becomes_a_rejection_to_answer() -> None:
     assert event.reply.code == "unknown-method"
     assert event.reply.details == {"known": ["fetch"]}
     answer = transfer(resp, req, event.reply)
-    assert isinstance(answer, Error) and answer.id == 1
+    assert isinstance(answer, Error)
+    assert answer.id == 1
     assert transfer(req, resp, Request(id=2, method="fetch")) == Request(id=2, method="fetch")
 
 
@@ -357,7 +360,7 @@ def test_Connection_unknown_method_becomes_a_rejection_to_answer() -> None:
     ],
 )
 def test_Connection_malformed_request_with_valid_id_is_rejected(wire: dict[str, object]) -> None:
-    req, resp = pair()
+    _req, resp = pair()
     resp.receive_data(frame(wire))
     event = resp.next_event()
     assert isinstance(event, RequestRejected)
@@ -482,7 +485,7 @@ def test_Connection_messages_validate_on_construction() -> None:
 def test_Connection_rejection_of_huge_method_is_sendable() -> None:
     """Fuzz finding: a rejection used to echo the peer's method name past max_str_len."""
     limits = Limits(max_str_len=64)
-    req, resp = pair(limits=limits)
+    _req, resp = pair(limits=limits)
     resp.receive_data(frame({"type": "request", "id": 1, "method": "\x01" * 60, "params": {}}))
     event = resp.next_event()
     assert isinstance(event, RequestRejected)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import itertools
 from pathlib import Path
 
 from hypothesis import given, settings
@@ -34,7 +35,9 @@ scalars = (
 )
 values = st.recursive(
     scalars,
-    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
+    lambda inner: (
+        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4)
+    ),
     max_leaves=20,
 )
 params = st.dictionaries(st.text(max_size=8), values, max_size=5)
@@ -87,10 +90,12 @@ def test_Connection_arbitrary_bytes_only_raise_RemoteProtocolError(
         conn = Connection(role=Role.KERNEL, peer_role=Role.RUNNER, software="k")
         conn.hello()
         if prefix_hello:
-            conn.receive_data(Connection(role=Role.RUNNER, peer_role=Role.KERNEL, software="r").hello())
+            conn.receive_data(
+                Connection(role=Role.RUNNER, peer_role=Role.KERNEL, software="r").hello()
+            )
         points = sorted({0, len(data), *(c for c in cuts if c <= len(data))})
         try:
-            for a, b in zip(points, points[1:], strict=False):
+            for a, b in itertools.pairwise(points):
                 conn.receive_data(data[a:b])
                 while conn.next_event() is not NEED_DATA:
                     pass
