@@ -107,8 +107,8 @@ def roundtrips(count: int) -> list[float]:
 
 
 def main() -> None:
-    small = {"files": ["a.pyi", "b.pyi"], "ok": True}
-    big = {"blob": b"x" * 1_000_000}
+    small: dict[str, object] = {"files": ["a.pyi", "b.pyi"], "ok": True}
+    big: dict[str, object] = {"blob": b"x" * 1_000_000}
     rows = []
     results: dict[str, object] = {}
     for name, fn, payload, count in (

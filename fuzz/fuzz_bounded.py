@@ -3,7 +3,7 @@
 Uses atheris (coverage-guided) when it is installed, otherwise a hypothesis-driven harness
 with the same invariant. CI runs this for a minute; longer runs are for developers:
 
-    .venv/bin/python fuzz/run.py --seconds 600
+    .venv/bin/python fuzz/fuzz_bounded.py --seconds 600
 """
 
 from __future__ import annotations
