@@ -1,0 +1,261 @@
+"""Start a command inside a stage's sandbox; the only module here with side effects.
+
+``launch`` is an async context manager (trio): it prepares the seccomp program and the bind
+descriptors, starts bubblewrap with the resource limits applied, captures stdout/stderr with a
+cap, and on exit - normal, error or cancellation - kills the whole sandbox and reaps it. Killing
+the outer bwrap process tears down the sandbox's pid namespace (``--die-with-parent`` on the
+namespace's init), so a double-forked daemon dies with it; the stage's cgroup, when there is
+one, is emptied as well.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import resource
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import warnings
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import trio
+
+from mochi_pybridge.sandbox import cgroups
+from mochi_pybridge.sandbox.availability import find_bwrap
+from mochi_pybridge.sandbox.bwrap import IN_DIR, OUT_DIR, Invocation, fds_of, render_argv
+from mochi_pybridge.sandbox.logs import CappedBuffer
+from mochi_pybridge.sandbox.policy import BASE_ENV, StagePolicy
+from mochi_pybridge.sandbox.runtime import runtime_paths
+from mochi_pybridge.sandbox.seccomp import write_bpf
+
+PROTOCOL_FD_PLACEHOLDER = "{protocol_fd}"
+_warned_nproc = False
+
+
+@dataclass
+class Sandboxed:
+    """A running stage. Paths in ``argv``/requests must use ``input_path``/``out_path``."""
+
+    process: trio.Process
+    protocol: trio.SocketStream | None
+    stdout: CappedBuffer
+    stderr: CappedBuffer
+    sandboxed: bool
+    inputs: Mapping[str, Path]
+    output_dir: Path | None
+    cgroup: cgroups.StageCgroup | None = None
+    killed_by_timeout: bool = field(default=False)
+
+    def input_path(self, name: str) -> str:
+        return f"{IN_DIR}/{name}" if self.sandboxed else str(self.inputs[name])
+
+    @property
+    def out_path(self) -> str:
+        if self.output_dir is None:
+            raise ValueError("this stage has no output directory")
+        return OUT_DIR if self.sandboxed else str(self.output_dir)
+
+    def kill(self) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            self.process.send_signal(signal.SIGKILL)
+        if self.cgroup is not None:
+            self.cgroup.kill_all()
+
+
+def _limits_preexec(policy: StagePolicy, cgroup: cgroups.StageCgroup | None) -> Callable[[], None]:
+    limits = policy.limits
+
+    def apply() -> None:
+        # Runs in the child between fork and exec: no allocation-heavy work, no locks.
+        if cgroup is not None:
+            cgroup.join()
+        else:
+            resource.setrlimit(resource.RLIMIT_NPROC, (limits.processes, limits.processes))
+        resource.setrlimit(resource.RLIMIT_AS, (limits.address_space, limits.address_space))
+        resource.setrlimit(resource.RLIMIT_CPU, (limits.cpu_seconds, limits.cpu_seconds + 5))
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limits.file_size, limits.file_size))
+        resource.setrlimit(resource.RLIMIT_NOFILE, (limits.open_files, limits.open_files))
+        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+
+    return apply
+
+
+def _open_dir(path: Path) -> int:
+    """An O_PATH descriptor of a real directory (not a symlink) for ``--bind-fd``."""
+    flags = os.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+    return os.open(path, flags)
+
+
+async def _pump(stream: trio.abc.ReceiveStream | None, sink: CappedBuffer) -> None:
+    if stream is None:
+        return
+    with contextlib.suppress(trio.ClosedResourceError, trio.BrokenResourceError):
+        while chunk := await stream.receive_some(65536):
+            sink.feed(chunk)
+
+
+@contextlib.asynccontextmanager
+async def launch(
+    policy: StagePolicy,
+    argv: Sequence[str],
+    *,
+    inputs: Mapping[str, Path] | None = None,
+    output_dir: Path | None = None,
+    with_protocol: bool = False,
+    env: Mapping[str, str] | None = None,
+    unsafe_no_sandbox: bool = False,
+    log_cap: int = 64 * 1024,
+) -> AsyncIterator[Sandboxed]:
+    """Run ``argv`` under ``policy``. ``{protocol_fd}`` in argv becomes the channel's fd.
+
+    ``inputs`` are directories shown read-only at ``/in/NAME``; ``output_dir`` must be a fresh,
+    empty directory the kernel created, shown writable at ``/out``.
+    """
+    inputs = dict(inputs or {})
+    if output_dir is not None and any(output_dir.iterdir()):
+        raise ValueError(f"output directory {output_dir} is not empty")
+    with contextlib.ExitStack() as stack:
+        parent_sock = child_sock = None
+        if with_protocol:
+            parent_sock, child_sock = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+            stack.callback(child_sock.close)
+            os.set_inheritable(child_sock.fileno(), True)
+        pass_fds: list[int] = [child_sock.fileno()] if child_sock is not None else []
+        command = [
+            a.replace(PROTOCOL_FD_PLACEHOLDER, str(pass_fds[0])) if pass_fds else a for a in argv
+        ]
+        support = cgroups.detect()
+        cgroup = None
+        if support.parent is not None:
+            cgroup = cgroups.StageCgroup(support, policy.limits.processes)
+            stack.callback(cgroup.remove)
+        else:
+            _warn_nproc_once(support.reason)
+        if unsafe_no_sandbox:
+            full_argv = command
+            child_env = {**BASE_ENV, **policy.env, **(env or {})}
+            child_env["HOME"] = str(Path.home())
+        else:
+            bpf = stack.enter_context(tempfile.TemporaryFile(prefix="mochi-seccomp-"))
+            write_bpf(policy, bpf)
+            bpf.seek(0)
+            input_fds = {
+                name: stack.enter_context(_closing_fd(_open_dir(p))) for name, p in inputs.items()
+            }
+            out_fd = stack.enter_context(_closing_fd(_open_dir(output_dir))) if output_dir else None
+            invocation = Invocation(
+                argv=tuple(command),
+                input_fds=input_fds,
+                output_fd=out_fd,
+                runtime_paths=runtime_paths(),
+                env=dict(env or {}),
+                seccomp_fd=bpf.fileno(),
+            )
+            full_argv = render_argv(find_bwrap(), policy, invocation)
+            pass_fds += fds_of(invocation)
+            child_env = {}
+        process = await trio.lowlevel.open_process(
+            full_argv,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            pass_fds=pass_fds,
+            env=child_env,
+            preexec_fn=_limits_preexec(policy, cgroup),
+        )
+        protocol = None
+        if parent_sock is not None:
+            child_sock.close()  # type: ignore[union-attr]
+            protocol = trio.SocketStream(trio.socket.from_stdlib_socket(parent_sock))
+        handle = Sandboxed(
+            process=process,
+            protocol=protocol,
+            stdout=CappedBuffer(log_cap),
+            stderr=CappedBuffer(log_cap),
+            sandboxed=not unsafe_no_sandbox,
+            inputs=inputs,
+            output_dir=output_dir,
+            cgroup=cgroup,
+        )
+        try:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(_pump, process.stdout, handle.stdout)
+                nursery.start_soon(_pump, process.stderr, handle.stderr)
+                try:
+                    yield handle
+                finally:
+                    with trio.CancelScope(shield=True):
+                        await _reap(handle)
+                    nursery.cancel_scope.cancel()
+        finally:
+            if protocol is not None:
+                with trio.CancelScope(shield=True):
+                    await protocol.aclose()
+
+
+async def _reap(handle: Sandboxed) -> None:
+    """Kill whatever is left of the stage and wait for it: no orphan, no zombie."""
+    if handle.process.returncode is None:
+        handle.kill()
+    await handle.process.wait()
+    if handle.cgroup is not None:
+        # The pid namespace is gone with bwrap; a cgroup straggler would be a sandbox bug.
+        for _ in range(50):
+            if not handle.cgroup.pids():
+                break
+            handle.cgroup.kill_all()
+            await trio.sleep(0.01)
+
+
+@contextlib.contextmanager
+def _closing_fd(fd: int) -> AsyncIterator[int]:  # type: ignore[misc]
+    try:
+        yield fd
+    finally:
+        os.close(fd)
+
+
+def _warn_nproc_once(reason: str) -> None:
+    global _warned_nproc
+    if not _warned_nproc:
+        _warned_nproc = True
+        print(f"warning: {reason}", file=sys.stderr)
+        warnings.warn(reason, RuntimeWarning, stacklevel=3)
+
+
+@dataclass(frozen=True)
+class Completed:
+    returncode: int
+    stdout: str
+    stderr: str
+    timed_out: bool
+
+
+async def run(
+    policy: StagePolicy,
+    argv: Sequence[str],
+    *,
+    timeout: float | None = None,
+    **kwargs: object,
+) -> Completed:
+    """Run to completion (or until ``timeout``, default the policy's wall clock) and report."""
+    limit = policy.limits.wall_clock_seconds if timeout is None else timeout
+    timed_out = False
+    async with launch(policy, argv, **kwargs) as handle:  # type: ignore[arg-type]
+        with trio.move_on_after(limit) as scope:
+            await handle.process.wait()
+        if scope.cancelled_caught:
+            timed_out = True
+            handle.kill()
+            await handle.process.wait()
+    return Completed(
+        returncode=handle.process.returncode if handle.process.returncode is not None else -1,
+        stdout=handle.stdout.text(),
+        stderr=handle.stderr.text(),
+        timed_out=timed_out,
+    )
