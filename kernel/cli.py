@@ -32,6 +32,12 @@ def _not_yet(command: str, issue: str) -> Handler:
     return handler
 
 
+def _doctor(args: argparse.Namespace) -> int:
+    from mochi_pybridge.kernel.doctor import run_doctor
+
+    return run_doctor(as_json=args.json)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="mochi-pybridge",
@@ -91,7 +97,7 @@ def build_parser() -> argparse.ArgumentParser:
     verify.set_defaults(handler=_not_yet("verify", "issue: publish"))
 
     doctor = sub.add_parser("doctor", help="check the sandbox on this machine")
-    doctor.set_defaults(handler=_not_yet("doctor", "issue: sandbox"))
+    doctor.set_defaults(handler=_doctor)
 
     serve = sub.add_parser("serve", help="speak the kernel protocol on stdin/stdout")
     serve.set_defaults(handler=_not_yet("serve", "issue: kernel"))

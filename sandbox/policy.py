@@ -78,7 +78,9 @@ POLICIES: Mapping[StageKind, StagePolicy] = MappingProxyType(
         StageKind.FETCH: StagePolicy(
             kind=StageKind.FETCH,
             network=True,
-            socket_families=frozenset({"unix", "inet", "inet6"}),
+            # No AF_UNIX: with the host network shared, abstract sockets of the host would be
+            # reachable (bubblewrap #504). socketpair() stays available.
+            socket_families=frozenset({"inet", "inet6"}),
             system_paths=_NETWORK_FILES,
             limits=ResourceLimits(wall_clock_seconds=900.0, file_size=2 * GiB),
         ),
