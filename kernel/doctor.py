@@ -73,7 +73,7 @@ async def _probe_all(report: DoctorReport) -> None:
                     "--tcp", f"127.0.0.1:{port}",
                     "--abstract", abstract_name,
                 )  # fmt: skip
-                done = await run(policy, argv, timeout=60)
+                done = await run(policy, argv, wall_clock=60)
                 try:
                     stage.outcomes = json.loads(done.stdout)
                 except ValueError:

@@ -69,9 +69,7 @@ def _walk(
 ) -> Iterator[tuple[PurePosixPath, bytes]]:
     if depth > rules.max_depth:
         raise IntakeError(f"stage output nests deeper than {rules.max_depth} directories")
-    entries = 0
-    for name in sorted(os.listdir(dir_fd)):
-        entries += 1
+    for entries, name in enumerate(sorted(os.listdir(dir_fd)), start=1):
         if entries > rules.max_files:
             raise IntakeError(f"stage output has more than {rules.max_files} entries")
         path = rel / name

@@ -18,8 +18,7 @@ import socket
 import subprocess
 import sys
 import tempfile
-import warnings
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -34,7 +33,7 @@ from mochi_pybridge.sandbox.runtime import runtime_paths
 from mochi_pybridge.sandbox.seccomp import write_bpf
 
 PROTOCOL_FD_PLACEHOLDER = "{protocol_fd}"
-_warned_nproc = False
+_warned: set[str] = set()
 
 
 @dataclass
@@ -96,7 +95,7 @@ async def _pump(stream: trio.abc.ReceiveStream | None, sink: CappedBuffer) -> No
         return
     with contextlib.suppress(trio.ClosedResourceError, trio.BrokenResourceError):
         while chunk := await stream.receive_some(65536):
-            sink.feed(chunk)
+            sink.feed(bytes(chunk))
 
 
 @contextlib.asynccontextmanager
@@ -117,7 +116,7 @@ async def launch(
     empty directory the kernel created, shown writable at ``/out``.
     """
     inputs = dict(inputs or {})
-    if output_dir is not None and any(output_dir.iterdir()):
+    if output_dir is not None and os.listdir(output_dir):
         raise ValueError(f"output directory {output_dir} is not empty")
     with contextlib.ExitStack() as stack:
         parent_sock = child_sock = None
@@ -144,7 +143,7 @@ async def launch(
             bpf = stack.enter_context(tempfile.TemporaryFile(prefix="mochi-seccomp-"))
             write_bpf(policy, bpf)
             bpf.seek(0)
-            input_fds = {
+            input_fds: dict[str, int] = {
                 name: stack.enter_context(_closing_fd(_open_dir(p))) for name, p in inputs.items()
             }
             out_fd = stack.enter_context(_closing_fd(_open_dir(output_dir))) if output_dir else None
@@ -213,7 +212,7 @@ async def _reap(handle: Sandboxed) -> None:
 
 
 @contextlib.contextmanager
-def _closing_fd(fd: int) -> AsyncIterator[int]:  # type: ignore[misc]
+def _closing_fd(fd: int) -> Iterator[int]:
     try:
         yield fd
     finally:
@@ -221,11 +220,9 @@ def _closing_fd(fd: int) -> AsyncIterator[int]:  # type: ignore[misc]
 
 
 def _warn_nproc_once(reason: str) -> None:
-    global _warned_nproc
-    if not _warned_nproc:
-        _warned_nproc = True
+    if reason not in _warned:
+        _warned.add(reason)
         print(f"warning: {reason}", file=sys.stderr)
-        warnings.warn(reason, RuntimeWarning, stacklevel=3)
 
 
 @dataclass(frozen=True)
@@ -240,11 +237,11 @@ async def run(
     policy: StagePolicy,
     argv: Sequence[str],
     *,
-    timeout: float | None = None,
+    wall_clock: float | None = None,
     **kwargs: object,
 ) -> Completed:
-    """Run to completion (or until ``timeout``, default the policy's wall clock) and report."""
-    limit = policy.limits.wall_clock_seconds if timeout is None else timeout
+    """Run to completion (or for ``wall_clock`` s, default the policy's limit) and report."""
+    limit = policy.limits.wall_clock_seconds if wall_clock is None else wall_clock
     timed_out = False
     async with launch(policy, argv, **kwargs) as handle:  # type: ignore[arg-type]
         with trio.move_on_after(limit) as scope:
