@@ -48,7 +48,8 @@ class Sandboxed:
     inputs: Mapping[str, Path]
     output_dir: Path | None
     cgroup: cgroups.StageCgroup | None = None
-    killed_by_timeout: bool = field(default=False)
+    # Why the launcher killed the stage on its own (output quota), if it did.
+    quota_exceeded: str = field(default="")
 
     def input_path(self, name: str) -> str:
         return f"{IN_DIR}/{name}" if self.sandboxed else str(self.inputs[name])
@@ -185,6 +186,8 @@ async def launch(
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(_pump, process.stdout, handle.stdout)
                 nursery.start_soon(_pump, process.stderr, handle.stderr)
+                if output_dir is not None:
+                    nursery.start_soon(_watch_output, handle, policy)
                 try:
                     yield handle
                 finally:
@@ -195,6 +198,39 @@ async def launch(
             if protocol is not None:
                 with trio.CancelScope(shield=True):
                     await protocol.aclose()
+
+
+def _output_usage(root: Path, max_entries: int) -> tuple[int, int]:
+    """(allocated bytes, entries) under ``root``, without following links; stops past max."""
+    used = entries = 0
+    stack = [str(root)]
+    while stack and entries <= max_entries:
+        with contextlib.suppress(OSError), os.scandir(stack.pop()) as it:
+            for entry in it:
+                entries += 1
+                st = entry.stat(follow_symlinks=False)
+                used += st.st_blocks * 512
+                if entry.is_dir(follow_symlinks=False):
+                    stack.append(entry.path)
+    return used, entries
+
+
+async def _watch_output(handle: Sandboxed, policy: StagePolicy) -> None:
+    """Kill the stage when its output directory grows past the policy's quota."""
+    assert handle.output_dir is not None
+    limits = policy.limits
+    while handle.process.returncode is None:
+        used, entries = await trio.to_thread.run_sync(
+            _output_usage, handle.output_dir, limits.output_entries
+        )
+        if used > limits.output_bytes or entries > limits.output_entries:
+            handle.quota_exceeded = (
+                f"output directory over quota ({used} bytes, {entries} entries; limits "
+                f"{limits.output_bytes} bytes, {limits.output_entries} entries)"
+            )
+            handle.kill()
+            return
+        await trio.sleep(0.2)
 
 
 async def _reap(handle: Sandboxed) -> None:
@@ -231,6 +267,7 @@ class Completed:
     stdout: str
     stderr: str
     timed_out: bool
+    quota_exceeded: str
 
 
 async def run(
@@ -255,4 +292,5 @@ async def run(
         stdout=handle.stdout.text(),
         stderr=handle.stderr.text(),
         timed_out=timed_out,
+        quota_exceeded=handle.quota_exceeded,
     )

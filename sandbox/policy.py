@@ -35,6 +35,9 @@ class ResourceLimits:
     processes: int = 64  # cgroup pids.max (fallback: RLIMIT_NPROC)
     wall_clock_seconds: float = 300.0  # enforced by the kernel/launcher
     tmpfs_size: int = 256 * MiB  # size cap of the private /tmp
+    # The output directory is a host directory: a watchdog kills the stage past these.
+    output_bytes: int = 1 * GiB  # allocated blocks, so sparse files count as written
+    output_entries: int = 50_000
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
