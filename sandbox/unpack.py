@@ -53,14 +53,16 @@ def _member_kind(info: zipfile.ZipInfo) -> str:
     mode = info.external_attr >> 16
     if info.is_dir():
         return "dir"
-    if mode and not stat.S_ISREG(mode):
-        return "symlink" if stat.S_ISLNK(mode) else "special"
+    # Many writers store permission bits only (no file type): that is a regular file.
+    file_type = stat.S_IFMT(mode)
+    if file_type and file_type != stat.S_IFREG:
+        return "symlink" if file_type == stat.S_IFLNK else "special"
     return "file"
 
 
 def unpack_wheel(wheel: Path, target: Path, limits: UnpackLimits = UnpackLimits()) -> list[str]:
     """Extract ``wheel`` into the empty directory ``target``; returns the member names."""
-    if any(target.iterdir()):
+    if os.listdir(target):
         raise ValueError(f"unpack target {target} is not empty")
     try:
         archive = zipfile.ZipFile(wheel)

@@ -357,6 +357,23 @@ async def test_hostile_output_is_refused_by_intake(
     with pytest.raises(IntakeError):
         intake(result.out_dir, IntakeRules(suffixes=frozenset({".pyi"})))
     assert tree_digest(fake_home) == before
+    remove_tree(result.out_dir)
+
+
+def remove_tree(root: Path) -> None:
+    """Iterative removal: pytest's own cleanup recurses and cannot remove 1000-deep trees."""
+    # os.walk recurses on Python 3.11 too, so walk down with an explicit stack.
+    stack = [root]
+    while stack:
+        current = stack[-1]
+        subdirs = [p for p in current.iterdir() if p.is_dir() and not p.is_symlink()]
+        if subdirs:
+            stack.extend(subdirs)
+            continue
+        for path in current.iterdir():
+            path.unlink()
+        current.rmdir()
+        stack.pop()
 
 
 async def test_hostile_output_file_count_flood_is_stopped(tmp_path: Path) -> None:
