@@ -25,12 +25,17 @@ def test_intake_accepts_regular_files_sorted_with_hashes(tmp_path: Path) -> None
     assert len(files[1].sha256) == 64
 
 
+def hardlink(first: Path, second: Path) -> None:
+    first.write_text("a")
+    os.link(first, second)
+
+
 @pytest.mark.parametrize(
     ("plant", "message"),
     [
         (lambda d: (d / "x.pyi").symlink_to("/etc/passwd"), "symlink"),
         (lambda d: os.mkfifo(d / "x.pyi"), "special"),
-        (lambda d: ((d / "a.pyi").write_text("a"), os.link(d / "a.pyi", d / "b.pyi")), "hard link"),
+        (lambda d: hardlink(d / "a.pyi", d / "b.pyi"), "hard link"),
         (lambda d: (d / "x.so").write_text("a"), "unexpected file type"),
         (lambda d: (d / "x.pyi").write_text("a" * 101), "bytes"),
         (lambda d: [(d / f"{i}.pyi").write_text("a") for i in range(6)], "more than 5"),
@@ -50,7 +55,7 @@ def test_intake_accepts_regular_files_sorted_with_hashes(tmp_path: Path) -> None
         "depth",
         "escape",
         "dotfile",
-    ],  # fmt: skip
+    ],
 )
 def test_intake_refuses(tmp_path: Path, plant: object, message: str) -> None:
     plant(tmp_path)  # type: ignore[operator]
