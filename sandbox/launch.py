@@ -11,13 +11,13 @@ one, is emptied as well.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
 import resource
 import signal
 import socket
 import subprocess
 import sys
-import tempfile
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,7 +30,7 @@ from mochi_pybridge.sandbox.bwrap import IN_DIR, OUT_DIR, Invocation, fds_of, re
 from mochi_pybridge.sandbox.logs import CappedBuffer
 from mochi_pybridge.sandbox.policy import BASE_ENV, StagePolicy
 from mochi_pybridge.sandbox.runtime import runtime_paths
-from mochi_pybridge.sandbox.seccomp import write_bpf
+from mochi_pybridge.sandbox.seccomp import bpf_program
 
 PROTOCOL_FD_PLACEHOLDER = "{protocol_fd}"
 _warned: set[str] = set()
@@ -83,6 +83,21 @@ def _limits_preexec(policy: StagePolicy, cgroup: cgroups.StageCgroup | None) -> 
         resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
 
     return apply
+
+
+def _sealed_memfd(data: bytes) -> int:
+    """A read-only, sealed in-memory file holding ``data``, positioned at its start."""
+    fd = os.memfd_create("mochi-seccomp", os.MFD_CLOEXEC | os.MFD_ALLOW_SEALING)
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
+    fcntl.fcntl(
+        fd,
+        fcntl.F_ADD_SEALS,
+        fcntl.F_SEAL_SHRINK | fcntl.F_SEAL_GROW | fcntl.F_SEAL_WRITE | fcntl.F_SEAL_SEAL,
+    )
+    os.lseek(fd, 0, os.SEEK_SET)
+    return fd
 
 
 def _open_dir(path: Path) -> int:
@@ -141,9 +156,7 @@ async def launch(
             child_env = {**BASE_ENV, **policy.env, **(env or {})}
             child_env["HOME"] = str(Path.home())
         else:
-            bpf = stack.enter_context(tempfile.TemporaryFile(prefix="mochi-seccomp-"))
-            write_bpf(policy, bpf)
-            bpf.seek(0)
+            bpf_fd = stack.enter_context(_closing_fd(_sealed_memfd(bpf_program(policy))))
             input_fds: dict[str, int] = {
                 name: stack.enter_context(_closing_fd(_open_dir(p))) for name, p in inputs.items()
             }
@@ -154,7 +167,7 @@ async def launch(
                 output_fd=out_fd,
                 runtime_paths=runtime_paths(),
                 env=dict(env or {}),
-                seccomp_fd=bpf.fileno(),
+                seccomp_fd=bpf_fd,
             )
             full_argv = render_argv(find_bwrap(), policy, invocation)
             pass_fds += fds_of(invocation)

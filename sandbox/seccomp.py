@@ -9,9 +9,11 @@ socket families) and syscalls from a non-native ABI kill the process.
 from __future__ import annotations
 
 import errno
+import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import IO, Final
+from functools import cache
+from typing import Any, Final
 
 from mochi_pybridge.sandbox.policy import StagePolicy
 
@@ -158,11 +160,18 @@ def build_filter(policy: StagePolicy) -> object:
     """A ``pyseccomp.SyscallFilter`` for ``policy`` (native arch only; others are killed)."""
     import pyseccomp
 
+    filt = pyseccomp.SyscallFilter(pyseccomp.ALLOW)
+    _add_rules(filt, stage_rules(policy))
+    return filt
+
+
+def _add_rules(filt: Any, rules: tuple[Rule, ...]) -> None:
+    import pyseccomp
+
     ops = {"eq": pyseccomp.EQ, "ne": pyseccomp.NE, "ge": pyseccomp.GE}
     arch = pyseccomp.system_arch()
-    filt = pyseccomp.SyscallFilter(pyseccomp.ALLOW)
     filt.set_attr(pyseccomp.Attr.ACT_BADARCH, pyseccomp.KILL_PROCESS)
-    for rule in stage_rules(policy):
+    for rule in rules:
         if pyseccomp.resolve_syscall(arch, rule.syscall) < 0:
             # Not a syscall of this architecture (or unknown to this libseccomp), so no
             # process here can make it either.
@@ -176,11 +185,20 @@ def build_filter(policy: StagePolicy) -> object:
             else:
                 args.append(pyseccomp.Arg(match.index, ops[match.op], match.value))
         filt.add_rule(pyseccomp.ERRNO(rule.errno), rule.syscall, *args)
-    return filt
 
 
-def write_bpf(policy: StagePolicy, out: IO[bytes]) -> None:
-    """Export the BPF program bwrap's ``--seccomp FD`` expects."""
-    filt = build_filter(policy)
-    filt.export_bpf(out)  # type: ignore[attr-defined]
-    out.flush()
+def bpf_program(policy: StagePolicy) -> bytes:
+    """The BPF program bwrap's ``--seccomp FD`` expects (cached: it depends on rules only)."""
+    return _bpf_for_rules(stage_rules(policy))
+
+
+@cache
+def _bpf_for_rules(rules: tuple[Rule, ...]) -> bytes:
+    import pyseccomp
+
+    filt = pyseccomp.SyscallFilter(pyseccomp.ALLOW)
+    _add_rules(filt, rules)
+    with tempfile.TemporaryFile() as out:
+        filt.export_bpf(out)
+        out.seek(0)
+        return out.read()
