@@ -37,4 +37,19 @@ class IntegrityError(PybridgeError):
 
 
 class StageFailed(PybridgeError):
-    """A stage (one runner doing one job for one package) failed."""
+    """A stage (one runner doing one job for one package) failed.
+
+    ``code`` is the protocol error code the runner answered with (``integrity`` maps to exit
+    6, ``sandbox`` to exit 4), or ``failed`` when the runner itself misbehaved.
+    """
+
+    def __init__(
+        self, message: str, *, code: str = "failed", details: dict[str, object] | None = None
+    ) -> None:
+        super().__init__(message)
+        self.code = code
+        self.details = details or {}
+        if code == "integrity":
+            self.exit_code = ExitCode.INTEGRITY
+        elif code == "sandbox":
+            self.exit_code = ExitCode.SANDBOX_UNAVAILABLE

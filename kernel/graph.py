@@ -1,0 +1,131 @@
+"""The work as a graph of stages, run with bounded parallelism (pytest-trio's scheduling).
+
+The graph is plain data and is validated up front (unknown dependencies, cycles). Running it
+starts one task per stage; a stage waits for its dependencies' ``done`` events, takes a slot of
+the ``CapacityLimiter`` (``--jobs``), runs, and records an outcome. Failures are outcomes, not
+exceptions that tear the nursery down: the stages that depend on a failed one are skipped, the
+others go on - unless ``fail_fast``, which cancels everything still running.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import trio
+
+from mochi_pybridge.kernel.errors import PybridgeError
+
+
+class GraphError(PybridgeError):
+    """The stage graph is malformed (a bug in the planner, not in the user's project)."""
+
+
+@dataclass(frozen=True, slots=True)
+class StageSpec:
+    key: str  # unique, e.g. "fetch:attrs"
+    kind: str
+    package: str
+    after: tuple[str, ...] = ()  # keys of the stages this one needs
+
+
+class Status(enum.Enum):
+    OK = "ok"
+    FAILED = "failed"
+    SKIPPED = "skipped"  # a dependency failed
+    CANCELLED = "cancelled"
+
+
+@dataclass
+class Outcome:
+    status: Status
+    value: Any = None
+    error: BaseException | None = None
+
+
+@dataclass
+class GraphRun:
+    outcomes: dict[str, Outcome] = field(default_factory=dict)
+
+    @property
+    def failed(self) -> list[str]:
+        return [k for k, o in self.outcomes.items() if o.status is Status.FAILED]
+
+
+def validate(stages: Sequence[StageSpec]) -> Mapping[str, StageSpec]:
+    by_key: dict[str, StageSpec] = {}
+    for spec in stages:
+        if spec.key in by_key:
+            raise GraphError(f"two stages share the key {spec.key!r}")
+        by_key[spec.key] = spec
+    for spec in stages:
+        for dep in spec.after:
+            if dep not in by_key:
+                raise GraphError(f"stage {spec.key!r} needs unknown stage {dep!r}")
+    # Kahn's algorithm: anything left over sits on a cycle.
+    indegree = {k: len(s.after) for k, s in by_key.items()}
+    dependents: dict[str, list[str]] = {k: [] for k in by_key}
+    for spec in stages:
+        for dep in spec.after:
+            dependents[dep].append(spec.key)
+    ready = [k for k, d in indegree.items() if d == 0]
+    seen = 0
+    while ready:
+        key = ready.pop()
+        seen += 1
+        for child in dependents[key]:
+            indegree[child] -= 1
+            if indegree[child] == 0:
+                ready.append(child)
+    if seen != len(by_key):
+        cyclic = sorted(k for k, d in indegree.items() if d > 0)
+        raise GraphError(f"stage graph has a cycle through {', '.join(cyclic)}")
+    return by_key
+
+
+Execute = Callable[[StageSpec, Mapping[str, Outcome]], Awaitable[Any]]
+
+
+async def run_graph(
+    stages: Sequence[StageSpec],
+    execute: Execute,
+    *,
+    jobs: int,
+    fail_fast: bool = False,
+) -> GraphRun:
+    """Run every stage; ``execute(spec, dependency outcomes)`` does one stage's work."""
+    by_key = validate(stages)
+    limiter = trio.CapacityLimiter(max(1, jobs))
+    done = {key: trio.Event() for key in by_key}
+    result = GraphRun()
+
+    async def one(spec: StageSpec, cancel_all: trio.CancelScope) -> None:
+        try:
+            for dep in spec.after:
+                await done[dep].wait()
+            deps = {d: result.outcomes[d] for d in spec.after}
+            if any(o.status is not Status.OK for o in deps.values()):
+                result.outcomes[spec.key] = Outcome(Status.SKIPPED)
+                return
+            async with limiter:
+                try:
+                    value = await execute(spec, deps)
+                except trio.Cancelled:
+                    result.outcomes[spec.key] = Outcome(Status.CANCELLED)
+                    raise
+                except Exception as exc:
+                    result.outcomes[spec.key] = Outcome(Status.FAILED, error=exc)
+                    if fail_fast:
+                        cancel_all.cancel()
+                else:
+                    result.outcomes[spec.key] = Outcome(Status.OK, value=value)
+        finally:
+            result.outcomes.setdefault(spec.key, Outcome(Status.CANCELLED))
+            done[spec.key].set()
+
+    async with trio.open_nursery() as nursery:
+        for spec in stages:
+            nursery.start_soon(one, spec, nursery.cancel_scope)
+    return result
