@@ -110,6 +110,10 @@ async def run_stage(
             ) from None
         except RemoteProtocolError as exc:
             await channel.send_fatal(exc)
+            # A runner that stopped talking has usually exited: its status belongs in the
+            # message. One that is still running is killed by the launcher on the way out.
+            with trio.move_on_after(TERM_GRACE):
+                await sandboxed.process.wait()
             raise StageFailed(
                 f"{stage}: the runner broke the protocol ({exc.args[0]})"
                 + _exit_note(sandboxed)

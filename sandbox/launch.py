@@ -196,17 +196,24 @@ async def launch(
             cgroup=cgroup,
         )
         try:
-            async with trio.open_nursery() as nursery:
-                nursery.start_soon(_pump, process.stdout, handle.stdout)
-                nursery.start_soon(_pump, process.stderr, handle.stderr)
-                if output_dir is not None:
-                    nursery.start_soon(_watch_output, handle, policy)
-                try:
-                    yield handle
-                finally:
-                    with trio.CancelScope(shield=True):
-                        await _reap(handle)
-                    nursery.cancel_scope.cancel()
+            # The helper tasks never raise, so a group out of this nursery holds only what
+            # the caller's block raised: hand that on unwrapped.
+            try:
+                async with trio.open_nursery() as nursery:
+                    nursery.start_soon(_pump, process.stdout, handle.stdout)
+                    nursery.start_soon(_pump, process.stderr, handle.stderr)
+                    if output_dir is not None:
+                        nursery.start_soon(_watch_output, handle, policy)
+                    try:
+                        yield handle
+                    finally:
+                        with trio.CancelScope(shield=True):
+                            await _reap(handle)
+                        nursery.cancel_scope.cancel()
+            except BaseExceptionGroup as group:
+                if len(group.exceptions) == 1:
+                    raise group.exceptions[0] from None
+                raise
         finally:
             if protocol is not None:
                 with trio.CancelScope(shield=True):
