@@ -1,0 +1,339 @@
+"""The fetch runner: the only stage with network. Resolves with uv (pip as a fallback) and
+downloads wheels, checking each against the hash its index advertises. No package code runs
+here: resolution is wheels-only (``--only-binary :all:``), so nothing is ever built.
+
+Methods:
+- ``resolve``: requirements → ``/out/resolved.json`` (every package, version and wheel the
+  resolver chose, with the index's hashes).
+- ``download``: one wheel → ``/out/FILENAME`` (+ ``.provenance`` when the index serves one)
+  and its core metadata.
+
+    python -I -B -m mochi_pybridge.runners.fetch --protocol-fd N
+"""
+
+from __future__ import annotations
+
+import email.parser
+import hashlib
+import html.parser
+import json
+import os
+import re
+import ssl
+import subprocess
+import sys
+import tomllib
+import urllib.error
+import urllib.parse
+import urllib.request
+import zipfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import blake3
+
+from mochi_pybridge.protocol import Request
+from mochi_pybridge.runners.base import RunnerFailure, serve_one
+from mochi_pybridge.runners.channel import RunnerChannel
+
+MAX_PAGE = 64 * 1024 * 1024
+MAX_WHEEL = 2 * 1024 * 1024 * 1024
+MAX_PROVENANCE = 16 * 1024 * 1024
+MAX_METADATA = 4 * 1024 * 1024
+TIMEOUT = 60
+ACCEPT = (
+    "application/vnd.pypi.simple.v1+json, application/vnd.pypi.simple.v1+html;q=0.2, "
+    "text/html;q=0.1"
+)
+_SCHEMES = ("http", "https", "file")
+_FILENAME = re.compile(r"^[A-Za-z0-9_.+!-]+\.whl$")
+
+
+def _ssl_context() -> ssl.SSLContext:
+    cafile = os.environ.get("SSL_CERT_FILE")
+    capath = os.environ.get("SSL_CERT_DIR")
+    return ssl.create_default_context(cafile=cafile or None, capath=capath or None)
+
+
+def _open(url: str, accept: str = "*/*") -> Any:
+    request = urllib.request.Request(
+        url, headers={"Accept": accept, "User-Agent": "mochi-pybridge"}
+    )
+    try:
+        return urllib.request.urlopen(request, timeout=TIMEOUT, context=_ssl_context())
+    except urllib.error.HTTPError as exc:
+        code = "transient" if exc.code >= 500 or exc.code == 429 else "failed"
+        raise RunnerFailure(code, f"{url}: HTTP {exc.code} {exc.reason}") from None
+    except (urllib.error.URLError, TimeoutError, ConnectionError) as exc:
+        raise RunnerFailure("transient", f"{url}: {getattr(exc, 'reason', exc)}") from None
+
+
+def _read_capped(response: Any, cap: int, what: str) -> bytes:
+    data = response.read(cap + 1)
+    if len(data) > cap:
+        raise RunnerFailure("failed", f"{what} is larger than {cap} bytes")
+    return bytes(data)
+
+
+# -- resolve --------------------------------------------------------------------------------
+
+
+def _uv_argv(params: Mapping[str, Any], requirements: Path, output: Path) -> list[str]:
+    from uv import find_uv_bin
+
+    indexes = list(params["indexes"])
+    argv = [
+        find_uv_bin(), "pip", "compile", str(requirements),
+        "--only-binary", ":all:",
+        "--python-version", str(params["python_version"]),
+        "--format", "pylock.toml", "-o", str(output),
+        "--no-config", "--no-header", "--quiet",
+        "--index-url", indexes[0],
+    ]  # fmt: skip
+    for url in indexes[1:]:
+        argv += ["--extra-index-url", url]
+    for name in params.get("upgrade", []):
+        argv += ["--upgrade-package", name]
+    if params.get("upgrade_all"):
+        argv.append("--upgrade")
+    return argv
+
+
+def _from_pylock(path: Path) -> list[dict[str, Any]]:
+    data = tomllib.loads(path.read_text())
+    packages = []
+    for pkg in data.get("packages", []):
+        wheels = [
+            {
+                "url": w["url"],
+                "sha256": w.get("hashes", {}).get("sha256", ""),
+                "size": w.get("size"),
+            }
+            for w in pkg.get("wheels", [])
+        ]
+        packages.append(
+            {"name": pkg["name"], "version": pkg["version"], "marker": pkg.get("marker", ""),
+             "wheels": wheels}
+        )  # fmt: skip
+    return packages
+
+
+def _pip_resolve(params: Mapping[str, Any], requirements: Path, tmp: Path) -> list[dict[str, Any]]:
+    """The fallback resolver: pip's dry-run install report, wheels only."""
+    report = tmp / "pip-report.json"
+    indexes = list(params["indexes"])
+    argv = [
+        sys.executable, "-m", "pip", "install", "--dry-run", "--ignore-installed",
+        "--only-binary", ":all:", "--report", str(report), "--quiet",
+        "--python-version", str(params["python_version"]), "--index-url", indexes[0],
+        "-r", str(requirements),
+    ]  # fmt: skip
+    for url in indexes[1:]:
+        argv += ["--extra-index-url", url]
+    done = subprocess.run(argv, capture_output=True, text=True, check=False, timeout=600)
+    if done.returncode != 0:
+        raise RunnerFailure("failed", "pip could not resolve: " + done.stderr.strip()[-3000:])
+    packages = []
+    for item in json.loads(report.read_text())["install"]:
+        info = item["download_info"]
+        packages.append(
+            {
+                "name": item["metadata"]["name"],
+                "version": item["metadata"]["version"],
+                "marker": "",
+                "wheels": [
+                    {
+                        "url": info["url"],
+                        "sha256": info.get("archive_info", {}).get("hashes", {}).get("sha256", ""),
+                        "size": None,
+                    }
+                ],
+            }
+        )
+    return packages
+
+
+def resolve(request: Request, channel: RunnerChannel) -> Mapping[str, Any]:
+    params = request.params
+    out = Path(params["out"])
+    tmp = Path(os.environ.get("TMPDIR", "/tmp"))
+    requirements = tmp / "requirements.in"
+    requirements.write_text("\n".join(params["requirements"]) + "\n")
+    channel.progress(request.id, "resolving with uv")
+    resolver = "uv"
+    try:
+        argv = _uv_argv(params, requirements, tmp / "resolved.toml")
+        done = subprocess.run(argv, capture_output=True, text=True, check=False, timeout=600)
+    except (ImportError, FileNotFoundError, OSError) as exc:
+        channel.log(request.id, f"uv could not run ({exc}); falling back to pip's resolver")
+        done = None
+    if done is not None and done.returncode == 0:
+        packages = _from_pylock(tmp / "resolved.toml")
+    elif done is not None and done.returncode == 1 and "No solution found" in done.stderr:
+        raise RunnerFailure("failed", _explain_uv(done.stderr))
+    else:
+        if done is not None:
+            channel.log(
+                request.id,
+                f"uv failed ({done.stderr.strip()[-500:]}); falling back to pip's resolver",
+            )
+        resolver = "pip"
+        channel.progress(request.id, "resolving with pip")
+        packages = _pip_resolve(params, requirements, tmp)
+    (out / "resolved.json").write_text(json.dumps({"resolver": resolver, "packages": packages}))
+    return {"resolver": resolver, "count": len(packages)}
+
+
+def _explain_uv(stderr: str) -> str:
+    text = stderr.strip()
+    hint = ""
+    if "no wheels" in text.lower() or "only-binary" in text or "has no usable wheels" in text:
+        hint = (
+            "\nA dependency has no wheel for this Python and platform (it may be sdist-only). "
+            "mochi-pybridge never builds sdists: building runs package code with the network on."
+        )
+    return f"no set of versions satisfies the requirements:\n{text[-3000:]}{hint}"
+
+
+# -- download -------------------------------------------------------------------------------
+
+
+class _Anchors(html.parser.HTMLParser):
+    def __init__(self) -> None:
+        super().__init__()
+        self.files: list[dict[str, Any]] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag != "a":
+            return
+        a = {k: (v or "") for k, v in attrs}
+        href = a.get("href", "")
+        url, _, fragment = href.partition("#")
+        name = urllib.parse.unquote(url.rsplit("/", 1)[-1])
+        hashes = {}
+        if "=" in fragment:
+            algo, value = fragment.split("=", 1)
+            hashes[algo] = value
+        self.files.append(
+            {
+                "filename": name,
+                "url": url,
+                "hashes": hashes,
+                "requires-python": a.get("data-requires-python") or None,
+                "yanked": ("data-yanked" in a) and (a.get("data-yanked") or True),
+                "provenance": a.get("data-provenance") or None,
+            }
+        )
+
+
+def _project_files(index_url: str, name: str) -> tuple[str, list[dict[str, Any]]]:
+    page_url = urllib.parse.urljoin(index_url, f"{name}/")
+    with _open(page_url, ACCEPT) as response:
+        content_type = response.headers.get("Content-Type", "")
+        body = _read_capped(response, MAX_PAGE, f"index page {page_url}")
+        final_url = response.geturl()
+    if "json" in content_type:
+        try:
+            files = json.loads(body)["files"]
+        except (ValueError, KeyError, TypeError) as exc:
+            raise RunnerFailure("failed", f"{page_url}: malformed PEP 691 JSON ({exc})") from None
+        return final_url, files
+    parser = _Anchors()
+    parser.feed(body.decode("utf-8", "replace"))
+    return final_url, parser.files
+
+
+def _wheel_metadata(path: Path) -> dict[str, Any]:
+    """Core metadata and top-level import names, read without extracting anything."""
+    with zipfile.ZipFile(path) as zf:
+        names = zf.namelist()
+        metas = [n for n in names if n.count("/") == 1 and n.endswith(".dist-info/METADATA")]
+        if len(metas) != 1:
+            raise RunnerFailure("failed", f"{path.name} has {len(metas)} METADATA files, not one")
+        info = zf.getinfo(metas[0])
+        if info.file_size > MAX_METADATA:
+            raise RunnerFailure("failed", f"{path.name}: METADATA is too large")
+        raw = zf.read(metas[0])
+    message = email.parser.BytesParser().parsebytes(raw)
+    top: set[str] = set()
+    for name in names:
+        first = name.split("/", 1)[0]
+        if first.endswith((".dist-info", ".data")):
+            continue
+        if "/" in name:
+            top.add(first)
+        elif name.endswith((".py", ".so", ".pyd")):
+            top.add(name.split(".", 1)[0])
+    return {
+        "name": message.get("Name", ""),
+        "version": message.get("Version", ""),
+        "requires_dist": [str(r) for r in message.get_all("Requires-Dist", [])],
+        "requires_python": message.get("Requires-Python", "") or "",
+        "top_level": sorted(t for t in top if t.isidentifier()),
+    }
+
+
+def download(request: Request, channel: RunnerChannel) -> Mapping[str, Any]:
+    params = request.params
+    out = Path(params["out"])
+    name, filename = params["name"], params["filename"]
+    if not _FILENAME.match(filename):
+        raise RunnerFailure("failed", f"refusing odd wheel filename {filename!r}")
+    page_url, files = _project_files(params["index_url"], name)
+    entry = next((f for f in files if f.get("filename") == filename), None)
+    if entry is None:
+        raise RunnerFailure("failed", f"{filename} is not listed on {page_url}")
+    advertised = (entry.get("hashes") or {}).get("sha256", "")
+    if not advertised:
+        raise RunnerFailure("integrity", f"{page_url} advertises no sha256 for {filename}")
+    url = urllib.parse.urljoin(page_url, entry["url"])
+    sha256, b3, size = hashlib.sha256(), blake3.blake3(), 0
+    target = out / filename
+    channel.progress(request.id, f"downloading {filename}", 0, entry.get("size"))
+    with _open(url) as response, target.open("wb") as f:
+        while chunk := response.read(1 << 20):
+            size += len(chunk)
+            if size > MAX_WHEEL:
+                raise RunnerFailure("failed", f"{filename} is larger than {MAX_WHEEL} bytes")
+            sha256.update(chunk)
+            b3.update(chunk)
+            f.write(chunk)
+            channel.progress(request.id, f"downloading {filename}", size, entry.get("size"))
+    if sha256.hexdigest() != advertised:
+        target.unlink()
+        raise RunnerFailure(
+            "integrity",
+            f"{filename}: the downloaded bytes hash to sha256 {sha256.hexdigest()}, but the index "
+            f"advertises {advertised}",
+            {"file": filename, "got": sha256.hexdigest(), "advertised": advertised},
+        )
+    provenance = False
+    prov_url = entry.get("provenance")
+    if isinstance(prov_url, str) and prov_url:
+        with _open(urllib.parse.urljoin(page_url, prov_url), "application/json") as response:
+            (out / f"{filename}.provenance").write_bytes(
+                _read_capped(response, MAX_PROVENANCE, "provenance")
+            )
+        provenance = True
+    yanked = entry.get("yanked", False)
+    return {
+        "filename": filename,
+        "url": url,
+        "pypi_simple_sha256": advertised,
+        "sha256": sha256.hexdigest(),
+        "blake3": b3.hexdigest(),
+        "size": size,
+        "yanked": yanked if isinstance(yanked, str) else bool(yanked),
+        "requires_python": entry.get("requires-python") or "",
+        "provenance": provenance,
+        "metadata": _wheel_metadata(target),
+    }
+
+
+def main() -> int:
+    return serve_one({"resolve": resolve, "download": download})
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
