@@ -57,11 +57,12 @@ def _ssl_context() -> ssl.SSLContext:
 
 
 def _open(url: str, accept: str = "*/*") -> Any:
-    request = urllib.request.Request(
-        url, headers={"Accept": accept, "User-Agent": "mochi-pybridge"}
-    )
+    if urllib.parse.urlsplit(url).scheme not in _SCHEMES:
+        raise RunnerFailure("failed", f"refusing URL scheme of {url!r:.200}")
+    headers = {"Accept": accept, "User-Agent": "mochi-pybridge"}
+    request = urllib.request.Request(url, headers=headers)  # noqa: S310 (scheme checked above)
     try:
-        return urllib.request.urlopen(request, timeout=TIMEOUT, context=_ssl_context())
+        return urllib.request.urlopen(request, timeout=TIMEOUT, context=_ssl_context())  # noqa: S310
     except urllib.error.HTTPError as exc:
         code = "transient" if exc.code >= 500 or exc.code == 429 else "failed"
         raise RunnerFailure(code, f"{url}: HTTP {exc.code} {exc.reason}") from None
