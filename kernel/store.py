@@ -85,6 +85,35 @@ class Store:
             atomic_write(path, data)
         return digest
 
+    def put_file(self, path: Path) -> tuple[str, str, int]:
+        """Copy a file into the store, hashing as it goes: (blake3, sha256, size).
+
+        ``path`` must not be a symlink (opened with O_NOFOLLOW)."""
+        import hashlib
+
+        self.blobs.mkdir(parents=True, exist_ok=True)
+        b3, sha, size = blake3.blake3(), hashlib.sha256(), 0
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        tmp_fd, tmp = tempfile.mkstemp(prefix=".incoming.", suffix=".tmp", dir=self.blobs)
+        try:
+            with os.fdopen(fd, "rb") as src, os.fdopen(tmp_fd, "wb") as dst:
+                while chunk := src.read(1 << 20):
+                    b3.update(chunk)
+                    sha.update(chunk)
+                    size += len(chunk)
+                    dst.write(chunk)
+                dst.flush()
+                os.fsync(dst.fileno())
+            digest = str(b3.hexdigest())
+            final = self._blob_path(digest)
+            final.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(tmp, final)
+        except BaseException:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+            raise
+        return digest, sha.hexdigest(), size
+
     def has(self, digest: str) -> bool:
         return self._blob_path(digest).is_file()
 

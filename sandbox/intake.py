@@ -32,13 +32,16 @@ class IntakeRules:
     max_depth: int = 32
     max_file_size: int = 64 * 1024 * 1024
     max_total_size: int = 512 * 1024 * 1024
+    # False: check only, return no bytes (large files are then streamed into the store).
+    read_data: bool = True
 
 
 @dataclass(frozen=True, slots=True)
 class AcceptedFile:
     path: PurePosixPath  # relative to the output directory
-    data: bytes
-    sha256: str
+    data: bytes  # empty when the rules say read_data=False
+    sha256: str  # "" when not read
+    size: int
 
 
 def _open_dir_at(parent_fd: int | None, name: str) -> int:
@@ -52,13 +55,14 @@ def intake(out_dir: str | os.PathLike[str], rules: IntakeRules) -> list[Accepted
     try:
         accepted: list[AcceptedFile] = []
         total = 0
-        for rel, data in _walk(root_fd, PurePosixPath(), 1, rules):
-            total += len(data)
+        for rel, data, size in _walk(root_fd, PurePosixPath(), 1, rules):
+            total += size
             if total > rules.max_total_size:
                 raise IntakeError(f"stage output exceeds {rules.max_total_size} bytes in total")
             if len(accepted) >= rules.max_files:
                 raise IntakeError(f"stage output has more than {rules.max_files} files")
-            accepted.append(AcceptedFile(rel, data, hashlib.sha256(data).hexdigest()))
+            digest = hashlib.sha256(data).hexdigest() if rules.read_data else ""
+            accepted.append(AcceptedFile(rel, data, digest, size))
         return sorted(accepted, key=lambda f: f.path)
     finally:
         os.close(root_fd)
@@ -66,7 +70,7 @@ def intake(out_dir: str | os.PathLike[str], rules: IntakeRules) -> list[Accepted
 
 def _walk(
     dir_fd: int, rel: PurePosixPath, depth: int, rules: IntakeRules
-) -> Iterator[tuple[PurePosixPath, bytes]]:
+) -> Iterator[tuple[PurePosixPath, bytes, int]]:
     if depth > rules.max_depth:
         raise IntakeError(f"stage output nests deeper than {rules.max_depth} directories")
     for entries, name in enumerate(sorted(os.listdir(dir_fd)), start=1):
@@ -83,7 +87,7 @@ def _walk(
             finally:
                 os.close(child)
         elif stat.S_ISREG(st.st_mode):
-            yield path, _read_regular(dir_fd, name, path, st, rules)
+            yield path, _read_regular(dir_fd, name, path, st, rules), st.st_size
         else:
             kind = "symlink" if stat.S_ISLNK(st.st_mode) else "special file"
             raise IntakeError(f"stage output contains a {kind}: {path}")
@@ -101,6 +105,8 @@ def _read_regular(
         raise IntakeError(
             f"stage output file {path} is {st.st_size} bytes (limit {rules.max_file_size})"
         )
+    if not rules.read_data:
+        return b""
     fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK, dir_fd=dir_fd)
     try:
         again = os.fstat(fd)
