@@ -32,6 +32,18 @@ def _not_yet(command: str, issue: str) -> Handler:
     return handler
 
 
+def _command(name: str) -> Handler:
+    """A handler from kernel.commands, imported only when used (fast --help)."""
+
+    def handler(args: argparse.Namespace) -> int:
+        from mochi_pybridge.kernel import commands
+
+        result: int = getattr(commands, name)(args)
+        return result
+
+    return handler
+
+
 def _doctor(args: argparse.Namespace) -> int:
     from mochi_pybridge.kernel.doctor import run_doctor
 
@@ -61,26 +73,26 @@ def build_parser() -> argparse.ArgumentParser:
     add.add_argument("spec", metavar="SPEC")
     add.add_argument("--as", dest="alias")
     add.add_argument("--extras", default="")
-    add.set_defaults(handler=_not_yet("add", "issue: resolve/fetch/lock"))
+    add.set_defaults(handler=_command("cmd_add"))
 
     lock = sub.add_parser("lock", help="resolve, fetch, stub, wrap and write mochi.lock")
     mode = lock.add_mutually_exclusive_group()
     mode.add_argument("--check", action="store_true", help="exit 3 if mochi.lock would change")
     mode.add_argument("--dry-run", action="store_true", help="print the plan, write nothing")
     lock.add_argument("--no-wait", action="store_true", help="fail if another lock runs")
-    lock.set_defaults(handler=_not_yet("lock", "issue: resolve/fetch/lock"))
+    lock.set_defaults(handler=_command("cmd_lock"))
 
     sync = sub.add_parser("sync", help="regenerate python_wrap/ from mochi.lock")
-    sync.set_defaults(handler=_not_yet("sync", "issue: resolve/fetch/lock"))
+    sync.set_defaults(handler=_command("cmd_sync"))
 
     update = sub.add_parser("update", help="re-resolve to newer versions")
     update.add_argument("names", nargs="*", metavar="NAME")
     update.add_argument("--allow-capability-elevation", action="store_true")
-    update.set_defaults(handler=_not_yet("update", "issue: resolve/fetch/lock"))
+    update.set_defaults(handler=_command("cmd_update"))
 
     export = sub.add_parser("export", help="export the lock in another format")
     export.add_argument("format", choices=["pylock"])
-    export.set_defaults(handler=_not_yet("export", "issue: resolve/fetch/lock"))
+    export.set_defaults(handler=_command("cmd_export"))
 
     stubs = sub.add_parser("stubs", help="run the stub ladder for one locked package")
     stubs.add_argument("name", metavar="NAME")

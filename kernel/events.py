@@ -56,7 +56,7 @@ class PlainSink:
         self.verbose = verbose
 
     def emit(self, event: StageEvent) -> None:
-        if event.kind in ("progress", "log") and not self.verbose:
+        if event.kind in ("progress", "log", "cached") and not self.verbose:
             return
         text = strip_control(event.message)
         suffix = f" ({event.elapsed:.1f}s)" if event.kind in ("finish", "fail") else ""

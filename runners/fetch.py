@@ -127,6 +127,7 @@ def _pip_resolve(params: Mapping[str, Any], requirements: Path, tmp: Path) -> li
     argv = [
         sys.executable, "-m", "pip", "install", "--dry-run", "--ignore-installed",
         "--only-binary", ":all:", "--report", str(report), "--quiet",
+        "--target", str(tmp / "pip-target"),  # pip allows --python-version only with it
         "--python-version", str(params["python_version"]), "--index-url", indexes[0],
         "-r", str(requirements),
     ]  # fmt: skip
@@ -164,13 +165,13 @@ def resolve(request: Request, channel: RunnerChannel) -> Mapping[str, Any]:
     channel.progress(request.id, "resolving with uv")
     resolver = "uv"
     try:
-        argv = _uv_argv(params, requirements, tmp / "resolved.toml")
+        argv = _uv_argv(params, requirements, tmp / "pylock.toml")
         done = subprocess.run(argv, capture_output=True, text=True, check=False, timeout=600)
     except (ImportError, FileNotFoundError, OSError) as exc:
         channel.log(request.id, f"uv could not run ({exc}); falling back to pip's resolver")
         done = None
     if done is not None and done.returncode == 0:
-        packages = _from_pylock(tmp / "resolved.toml")
+        packages = _from_pylock(tmp / "pylock.toml")
     elif done is not None and done.returncode == 1 and "No solution found" in done.stderr:
         raise RunnerFailure("failed", _explain_uv(done.stderr))
     else:

@@ -1,0 +1,423 @@
+"""The package-manager half of ``lock``: resolve → fetch per package → mochi.lock + pylock.toml.
+
+Every step that touches the network or untrusted bytes runs as a sandboxed stage; the kernel
+only plans, checks what comes back (intake, hashes), stores it, and writes the lock. Stage
+results are cached by everything that determines them, so a repeated ``lock`` with nothing
+changed starts no runner at all.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sys
+import time
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import trio
+from packaging.requirements import InvalidRequirement, Requirement
+from packaging.tags import sys_tags
+from packaging.utils import InvalidWheelFilename, canonicalize_name, parse_wheel_filename
+
+from mochi_pybridge import __version__
+from mochi_pybridge.kernel.errors import IntegrityError, PybridgeError, StageFailed
+from mochi_pybridge.kernel.events import EventSink, StageEvent
+from mochi_pybridge.kernel.graph import Outcome, StageSpec, Status, run_graph
+from mochi_pybridge.kernel.lifecycle import StageId, run_stage, runner_argv
+from mochi_pybridge.kernel.lockfile import LockData, LockedPackage
+from mochi_pybridge.kernel.manifest import Manifest
+from mochi_pybridge.kernel.retry import with_retries
+from mochi_pybridge.kernel.store import Store, cache_key
+from mochi_pybridge.protocol import Log, Progress
+from mochi_pybridge.sandbox import availability
+from mochi_pybridge.sandbox.intake import IntakeRules, intake
+from mochi_pybridge.sandbox.policy import POLICIES, StageKind
+
+FETCH_RUNNER = "mochi_pybridge.runners.fetch"
+# Bump when what a stage computes changes, so old cache entries stop matching.
+RESOLVE_VERSION = 1
+FETCH_VERSION = 1
+_TLS_VARS = ("SSL_CERT_FILE", "SSL_CERT_DIR", "HTTPS_PROXY", "HTTP_PROXY", "NO_PROXY",
+             "https_proxy", "http_proxy", "no_proxy")  # fmt: skip
+
+
+@dataclass(frozen=True)
+class ResolvedPackage:
+    name: str
+    version: str
+    marker: str
+    wheels: tuple[Mapping[str, Any], ...]
+
+
+@dataclass
+class PipelineStats:
+    runners_started: int = 0
+    cache_hits: int = 0
+
+
+@dataclass
+class Pipeline:
+    manifest: Manifest
+    cache_dir: Path
+    sink: EventSink
+    jobs: int = 1
+    unsafe_no_sandbox: bool = False
+    stats: PipelineStats = field(default_factory=PipelineStats)
+
+    def __post_init__(self) -> None:
+        self.store = Store(self.cache_dir / "store")
+        self.work = self.cache_dir / "work"
+        self._sandbox_checked = False
+        self._tags = [str(t) for t in sys_tags()]
+        self._python = f"{sys.version_info.major}.{sys.version_info.minor}"
+
+    # -- stages ----------------------------------------------------------------------------
+
+    def _network_env(self) -> tuple[dict[str, str], tuple[str, ...]]:
+        """TLS and proxy settings the fetch stage needs (env cleared otherwise), and files
+        to bind for them (a private CA bundle outside /etc/ssl)."""
+        env: dict[str, str] = {}
+        extra_paths: list[str] = []
+        for name in _TLS_VARS:
+            value = os.environ.get(name)
+            if value:
+                env[name] = value
+        pip_cert = os.environ.get("PIP_CERT")
+        if pip_cert and "SSL_CERT_FILE" not in env:
+            env["SSL_CERT_FILE"] = pip_cert
+        if "SSL_CERT_FILE" not in env and Path("/etc/ssl/certs/ca-certificates.crt").is_file():
+            env["SSL_CERT_FILE"] = "/etc/ssl/certs/ca-certificates.crt"
+        for name in ("SSL_CERT_FILE", "SSL_CERT_DIR"):
+            if name in env and not env[name].startswith(("/etc/ssl", "/etc/pki", "/etc/ca-")):
+                extra_paths.append(os.path.realpath(env[name]))
+        env["UV_CACHE_DIR"] = "/tmp/uv-cache"
+        env["UV_NO_PROGRESS"] = "1"
+        return env, tuple(extra_paths)
+
+    async def _run(
+        self,
+        stage: StageId,
+        kind: StageKind,
+        method: str,
+        params: Mapping[str, Any],
+        rules: IntakeRules,
+    ) -> tuple[Mapping[str, Any], Path]:
+        """Run one stage in a fresh output directory; return its value and the checked dir."""
+        if not self.unsafe_no_sandbox and not self._sandbox_checked:
+            await trio.to_thread.run_sync(availability.ensure_available)
+            self._sandbox_checked = True
+        policy = POLICIES[kind]
+        env, extra_paths = self._network_env() if policy.network else ({}, ())
+        if extra_paths:
+            policy = _with_paths(policy, extra_paths)
+        out = self.work / uuid.uuid4().hex
+        out.mkdir(parents=True)
+        started = time.monotonic()
+        self.sink.emit(StageEvent("start", stage.kind, stage.package))
+
+        def progress(event: Progress | Log) -> None:
+            if isinstance(event, Progress):
+                self.sink.emit(StageEvent("progress", stage.kind, stage.package, event.message,
+                                          event.done, event.total))  # fmt: skip
+            else:
+                self.sink.emit(StageEvent("log", stage.kind, stage.package, event.text))
+
+        async def attempt() -> Mapping[str, Any]:
+            for child in out.iterdir():  # a retry starts from an empty directory again
+                shutil.rmtree(
+                    child
+                ) if child.is_dir() and not child.is_symlink() else child.unlink()
+            self.stats.runners_started += 1
+            return await run_stage(
+                stage, policy, runner_argv(FETCH_RUNNER), method, {**params, "out": "{out}"},
+                output_dir=out, on_progress=progress, unsafe_no_sandbox=self.unsafe_no_sandbox,
+                env=env,
+            )  # fmt: skip
+
+        def retrying(number: int, exc: StageFailed, delay: float) -> None:
+            self.sink.emit(StageEvent("log", stage.kind, stage.package,
+                                      f"attempt {number} failed ({exc.diagnostics()}); retrying in {delay:.1f}s"))  # fmt: skip
+
+        try:
+            value = await with_retries(attempt, on_retry=retrying)
+            intake(out, rules)
+        except BaseException as exc:
+            self.sink.emit(StageEvent("fail", stage.kind, stage.package, _short(exc),
+                                      elapsed=time.monotonic() - started))  # fmt: skip
+            shutil.rmtree(out, ignore_errors=True)
+            raise
+        self.sink.emit(StageEvent("finish", stage.kind, stage.package,
+                                  elapsed=time.monotonic() - started))  # fmt: skip
+        return value, out
+
+    # -- resolve ---------------------------------------------------------------------------
+
+    def _requirements(self) -> list[str]:
+        return [d.requirement() for d in self.manifest.dependencies]
+
+    async def resolve(self, *, upgrade: Sequence[str] = (), upgrade_all: bool = False,
+                      dry_run: bool = False) -> list[ResolvedPackage] | None:  # fmt: skip
+        params = {
+            "requirements": self._requirements(),
+            "python_version": self._python,
+            "indexes": [i.url for i in self.manifest.indexes],
+            "upgrade": sorted(upgrade),
+            "upgrade_all": upgrade_all,
+        }
+        key = cache_key(stage="resolve", v=RESOLVE_VERSION, params=params,
+                        requires_python=self.manifest.requires_python, tags=self._tags[:3])  # fmt: skip
+        cached = None if (upgrade or upgrade_all) else self.store.get_result(key)
+        if dry_run:
+            print(f"resolve: {'cached' if cached else 'would run uv in the fetch sandbox'}")
+            if not cached:
+                return None
+        if cached is not None:
+            self.stats.cache_hits += 1
+            self.sink.emit(StageEvent("cached", "resolve", "*"))
+            resolved = json.loads(self.store.get(cached["resolved"]))
+        else:
+            _, out = await self._run(
+                StageId("resolve", "*"), StageKind.FETCH, "resolve", params,
+                IntakeRules(suffixes=frozenset({".json"}), max_files=1, max_file_size=64 << 20),
+            )  # fmt: skip
+            data = (out / "resolved.json").read_bytes()
+            shutil.rmtree(out, ignore_errors=True)
+            resolved = json.loads(data)
+            digest = self.store.put(data)
+            self.store.put_result(key, {"resolved": digest}, [digest])
+        if resolved.get("resolver") == "pip":
+            self.sink.emit(StageEvent("log", "resolve", "*", "resolved with pip (uv unavailable)"))
+        return [_resolved_package(p) for p in resolved["packages"]]
+
+    # -- fetch -----------------------------------------------------------------------------
+
+    def choose_wheel(self, pkg: ResolvedPackage) -> Mapping[str, Any]:
+        """The resolver's wheel that best fits this interpreter (by sys_tags priority)."""
+        rank = {tag: i for i, tag in enumerate(self._tags)}
+        best: tuple[int, Mapping[str, Any]] | None = None
+        for wheel in pkg.wheels:
+            filename = str(wheel["url"]).rsplit("/", 1)[-1].split("#", 1)[0]
+            try:
+                _, _, _, tags = parse_wheel_filename(filename)
+            except InvalidWheelFilename:
+                continue
+            score = min((rank[str(t)] for t in tags if str(t) in rank), default=None)
+            if score is not None and (best is None or score < best[0]):
+                best = (score, {**wheel, "filename": filename})
+        if best is None:
+            raise PybridgeError(
+                f"{pkg.name} {pkg.version} has no wheel for this interpreter "
+                f"(CPython {self._python}, {self._tags[0]}); mochi-pybridge does not build "
+                "sdists, so pick a version with a matching wheel"
+            )
+        return best[1]
+
+    async def fetch(
+        self, pkg: ResolvedPackage, *, dry_run: bool = False
+    ) -> Mapping[str, Any] | None:
+        wheel = self.choose_wheel(pkg)
+        indexes = [i.url for i in self.manifest.indexes]
+        key = cache_key(stage="fetch", v=FETCH_VERSION, name=pkg.name, version=pkg.version,
+                        filename=wheel["filename"], indexes=indexes)  # fmt: skip
+        cached = self.store.get_result(key)  # verifies every blob it names: not trusted
+        if dry_run:
+            print(
+                f"fetch {pkg.name} {pkg.version}: {'cached' if cached else 'would download ' + wheel['filename']}"
+            )
+            return cached
+        if cached is not None:
+            self.stats.cache_hits += 1
+            self.sink.emit(StageEvent("cached", "fetch", pkg.name))
+            return cached
+        last_error: BaseException | None = None
+        for index_url in indexes:
+            try:
+                value, out = await self._run(
+                    StageId("fetch", pkg.name), StageKind.FETCH, "download",
+                    {"name": pkg.name, "filename": wheel["filename"], "index_url": index_url},
+                    IntakeRules(suffixes=frozenset({".whl", ".provenance"}), max_files=2,
+                                max_file_size=2 << 30, max_total_size=2 << 30, read_data=False),
+                )  # fmt: skip
+            except StageFailed as exc:
+                if exc.code == "integrity" or "is not listed" not in str(exc):
+                    raise
+                last_error = exc
+                continue
+            return self._ingest(pkg, wheel, index_url, value, out, key)
+        assert last_error is not None
+        raise last_error
+
+    def _ingest(self, pkg: ResolvedPackage, wheel: Mapping[str, Any], index_url: str,
+                value: Mapping[str, Any], out: Path, key: str) -> Mapping[str, Any]:  # fmt: skip
+        """Check the stage's claims against the bytes themselves, then store them."""
+        try:
+            filename = wheel["filename"]
+            blake, sha, size = self.store.put_file(out / filename)
+            advertised = str(value.get("pypi_simple_sha256", ""))
+            resolver_sha = str(wheel.get("sha256") or "")
+            if sha != advertised or (resolver_sha and resolver_sha != advertised):
+                raise IntegrityError(
+                    f"{filename}: hash mismatch: downloaded bytes sha256 {sha}, index page "
+                    f"advertises {advertised or 'nothing'}, resolver saw {resolver_sha or 'nothing'}. "
+                    "Nothing was written."
+                )
+            blobs = [blake]
+            provenance = None
+            if value.get("provenance"):
+                provenance, _, _ = self.store.put_file(out / f"{filename}.provenance")
+                blobs.append(provenance)
+            meta = _checked_metadata(pkg, value.get("metadata"))
+            record = {
+                "filename": filename,
+                "url": str(value.get("url", "")),
+                "index_url": index_url,
+                "sha256": sha,
+                "blake3": blake,
+                "size": size,
+                "pypi_simple_sha256": advertised,
+                "yanked": value.get("yanked", False),
+                "provenance": provenance,
+                "metadata": meta,
+            }
+            self.store.put_result(key, record, blobs)
+            return record
+        finally:
+            shutil.rmtree(out, ignore_errors=True)
+
+    # -- the whole lock --------------------------------------------------------------------
+
+    async def compute(self, *, upgrade: Sequence[str] = (), upgrade_all: bool = False,
+                      dry_run: bool = False) -> LockData | None:  # fmt: skip
+        resolved = await self.resolve(upgrade=upgrade, upgrade_all=upgrade_all, dry_run=dry_run)
+        if resolved is None:
+            return None
+        if dry_run:
+            for pkg in resolved:
+                await self.fetch(pkg, dry_run=True)
+            return None
+        specs = [StageSpec(f"fetch:{p.name}", "fetch", p.name) for p in resolved]
+        by_name = {p.name: p for p in resolved}
+
+        async def execute(spec: StageSpec, deps: Mapping[str, Outcome]) -> Any:
+            return await self.fetch(by_name[spec.package])
+
+        run = await run_graph(specs, execute, jobs=self.jobs, fail_fast=True)
+        failures = [run.outcomes[k].error for k in run.failed]
+        if failures:
+            error = failures[0]
+            assert error is not None
+            raise error
+        fetched = {s.package: run.outcomes[s.key].value for s in specs
+                   if run.outcomes[s.key].status is Status.OK}  # fmt: skip
+        return self._lock_data(resolved, fetched)
+
+    def _lock_data(self, resolved: list[ResolvedPackage], fetched: Mapping[str, Any]) -> LockData:
+        direct = {d.name for d in self.manifest.dependencies}
+        packages = []
+        for pkg in resolved:
+            record = fetched[pkg.name]
+            meta = record["metadata"]
+            module = _module_name(pkg.name, meta["top_level"])
+            packages.append(
+                LockedPackage(
+                    name=pkg.name,
+                    version=pkg.version,
+                    alias=self._alias(pkg.name, meta["top_level"]) if pkg.name in direct else None,
+                    direct=pkg.name in direct,
+                    source={"kind": "index", "url": record["index_url"]},
+                    wheel_filename=record["filename"],
+                    wheel_url=record["url"],
+                    wheel_size=record["size"],
+                    wheel_sha256=record["sha256"],
+                    wheel_blake3=record["blake3"],
+                    pypi_simple_sha256=record["pypi_simple_sha256"],
+                    dependencies=tuple(sorted(meta["requires_dist"])),
+                    markers=pkg.marker,
+                    module=module,
+                    attestation="absent" if not record.get("provenance") else "unverified",
+                )
+            )
+        sandbox = "unsafe-no-sandbox"
+        if not self.unsafe_no_sandbox:
+            version = availability.bwrap_version(availability.find_bwrap())
+            sandbox = f"bwrap {'.'.join(map(str, version))}; seccomp"
+        from mypy.version import __version__ as mypy_version
+
+        return LockData(
+            requires_python=self.manifest.requires_python,
+            interpreter=f"cpython-{self._python}",
+            stubgen=f"mypy {mypy_version}",
+            sandbox=sandbox,
+            packages=tuple(packages),
+        )
+
+    def _alias(self, name: str, modules: Sequence[str]) -> str:
+        for key in (name, *modules):
+            aliases = self.manifest.aliases.get(key)
+            if aliases:
+                return aliases[0]
+        return modules[0] if modules else name.replace("-", "_")
+
+
+def _module_name(name: str, top_level: Sequence[str]) -> str | None:
+    """The import name: the top-level package named like the distribution, else the first."""
+    wanted = name.replace("-", "_").lower()
+    for module in top_level:
+        if module.lower() == wanted:
+            return module
+    return top_level[0] if top_level else None
+
+
+def _with_paths(policy: Any, paths: tuple[str, ...]) -> Any:
+    import dataclasses
+
+    return dataclasses.replace(policy, system_paths=(*policy.system_paths, *paths))
+
+
+def _short(exc: BaseException) -> str:
+    if isinstance(exc, PybridgeError):
+        return exc.diagnostics().splitlines()[0]
+    return f"{type(exc).__name__}: {exc}"
+
+
+def _resolved_package(raw: Mapping[str, Any]) -> ResolvedPackage:
+    try:
+        return ResolvedPackage(
+            name=str(canonicalize_name(str(raw["name"]))),
+            version=str(raw["version"]),
+            marker=str(raw.get("marker") or ""),
+            wheels=tuple(dict(w) for w in raw["wheels"]),
+        )
+    except (KeyError, TypeError, ValueError) as exc:
+        raise PybridgeError(f"the resolver's output is malformed ({exc})") from None
+
+
+def _checked_metadata(pkg: ResolvedPackage, meta: object) -> dict[str, Any]:
+    """The runner's reading of METADATA, validated before anything relies on it."""
+    if not isinstance(meta, Mapping):
+        raise PybridgeError(f"{pkg.name}: the fetch stage returned no metadata")
+    if (
+        canonicalize_name(str(meta.get("name", ""))) != pkg.name
+        or str(meta.get("version")) != pkg.version
+    ):
+        raise IntegrityError(
+            f"{pkg.name} {pkg.version}: the wheel's METADATA says "
+            f"{meta.get('name')!s:.80} {meta.get('version')!s:.40}"
+        )
+    requires = []
+    for raw in meta.get("requires_dist", []):
+        try:
+            requires.append(str(Requirement(str(raw))))
+        except InvalidRequirement:
+            raise PybridgeError(f"{pkg.name}: invalid Requires-Dist {raw!s:.120}") from None
+    top = [str(t) for t in meta.get("top_level", []) if str(t).isidentifier()]
+    return {"requires_dist": requires, "top_level": sorted(top),
+            "requires_python": str(meta.get("requires_python", ""))}  # fmt: skip
+
+
+__all__ = ["Pipeline", "PipelineStats", "ResolvedPackage", "__version__"]
