@@ -39,9 +39,11 @@ from mochi_pybridge.sandbox.intake import IntakeRules, intake
 from mochi_pybridge.sandbox.policy import POLICIES, StageKind
 
 FETCH_RUNNER = "mochi_pybridge.runners.fetch"
+VERIFY_RUNNER = "mochi_pybridge.runners.verify"
 # Bump when what a stage computes changes, so old cache entries stop matching.
 RESOLVE_VERSION = 1
 FETCH_VERSION = 1
+VERIFY_VERSION = 1
 _TLS_VARS = ("SSL_CERT_FILE", "SSL_CERT_DIR", "HTTPS_PROXY", "HTTP_PROXY", "NO_PROXY",
              "https_proxy", "http_proxy", "no_proxy")  # fmt: skip
 
@@ -106,6 +108,9 @@ class Pipeline:
         method: str,
         params: Mapping[str, Any],
         rules: IntakeRules,
+        *,
+        module: str = FETCH_RUNNER,
+        inputs: Mapping[str, Path] | None = None,
     ) -> tuple[Mapping[str, Any], Path]:
         """Run one stage in a fresh output directory; return its value and the checked dir."""
         if not self.unsafe_no_sandbox and not self._sandbox_checked:
@@ -134,9 +139,9 @@ class Pipeline:
                 ) if child.is_dir() and not child.is_symlink() else child.unlink()
             self.stats.runners_started += 1
             return await run_stage(
-                stage, policy, runner_argv(FETCH_RUNNER), method, {**params, "out": "{out}"},
-                output_dir=out, on_progress=progress, unsafe_no_sandbox=self.unsafe_no_sandbox,
-                env=env,
+                stage, policy, runner_argv(module), method, {**params, "out": "{out}"},
+                inputs=inputs, output_dir=out, on_progress=progress,
+                unsafe_no_sandbox=self.unsafe_no_sandbox, env=env,
             )  # fmt: skip
 
         def retrying(number: int, exc: StageFailed, delay: float) -> None:
@@ -217,6 +222,55 @@ class Pipeline:
             )
         return best[1]
 
+    async def verify_provenance(
+        self, pkg: ResolvedPackage, record: Mapping[str, Any]
+    ) -> Mapping[str, Any]:
+        """PEP 740: verify the index's attestations for the wheel, offline, in a sandbox."""
+        if not record.get("provenance"):
+            if self.manifest.require_attestations:
+                raise PybridgeError(
+                    f"{pkg.name} {pkg.version}: the index serves no PEP 740 attestation for "
+                    f"{record['filename']}, and mochi.toml sets require-attestations = true"
+                )
+            return {"attestation": "absent"}
+        key = cache_key(stage="verify", v=VERIFY_VERSION, wheel=record["blake3"],
+                        provenance=record["provenance"])  # fmt: skip
+        cached = self.store.get_result(key)
+        if cached is not None:
+            self.stats.cache_hits += 1
+            return cached
+        filename = record["filename"]
+        staging = self.work / uuid.uuid4().hex
+        staging.mkdir(parents=True)
+        try:
+            shutil.copyfile(self.store.path_of(record["blake3"]), staging / filename)
+            shutil.copyfile(
+                self.store.path_of(record["provenance"]), staging / f"{filename}.provenance"
+            )
+            params = {
+                "dist": f"{{in:dist}}/{filename}",
+                "provenance": f"{{in:dist}}/{filename}.provenance",
+            }
+            try:
+                value, out = await self._run(
+                    StageId("verify", pkg.name), StageKind.SYNTHESIS, "attestation", params,
+                    IntakeRules(suffixes=frozenset(), max_files=0),
+                    module=VERIFY_RUNNER, inputs={"dist": staging},
+                )  # fmt: skip
+            except StageFailed as exc:
+                if exc.code == "integrity":
+                    raise IntegrityError(
+                        f"{pkg.name} {pkg.version}: PEP 740 attestation failed: {exc.diagnostics()}"
+                    ) from None
+                raise
+            shutil.rmtree(out, ignore_errors=True)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+        identity = "; ".join(value.get("identities", []))
+        result = {"attestation": "verified", "attestation_identity": identity}
+        self.store.put_result(key, result, [record["blake3"], record["provenance"]])
+        return result
+
     async def fetch(
         self, pkg: ResolvedPackage, *, dry_run: bool = False
     ) -> Mapping[str, Any] | None:
@@ -271,6 +325,11 @@ class Pipeline:
             if value.get("provenance"):
                 provenance, _, _ = self.store.put_file(out / f"{filename}.provenance")
                 blobs.append(provenance)
+            yanked = value.get("yanked", False)
+            if yanked:
+                reason = f": {yanked}" if isinstance(yanked, str) else ""
+                warning = f"warning: {filename} is yanked on the index{reason}"
+                self.sink.emit(StageEvent("log", "fetch", pkg.name, warning))
             meta = _checked_metadata(pkg, value.get("metadata"))
             record = {
                 "filename": filename,
@@ -304,7 +363,10 @@ class Pipeline:
         by_name = {p.name: p for p in resolved}
 
         async def execute(spec: StageSpec, deps: Mapping[str, Outcome]) -> Any:
-            return await self.fetch(by_name[spec.package])
+            pkg = by_name[spec.package]
+            record = await self.fetch(pkg)
+            assert record is not None
+            return {**record, **await self.verify_provenance(pkg, record)}
 
         run = await run_graph(specs, execute, jobs=self.jobs, fail_fast=True)
         failures = [run.outcomes[k].error for k in run.failed]
@@ -339,7 +401,8 @@ class Pipeline:
                     dependencies=tuple(sorted(meta["requires_dist"])),
                     markers=pkg.marker,
                     module=module,
-                    attestation="absent" if not record.get("provenance") else "unverified",
+                    attestation=record["attestation"],
+                    attestation_identity=record.get("attestation_identity"),
                 )
             )
         sandbox = "unsafe-no-sandbox"
