@@ -135,7 +135,8 @@ def _pip_resolve(params: Mapping[str, Any], requirements: Path, tmp: Path) -> li
         argv += ["--extra-index-url", url]
     done = subprocess.run(argv, capture_output=True, text=True, check=False, timeout=600)
     if done.returncode != 0:
-        raise RunnerFailure("failed", "pip could not resolve: " + done.stderr.strip()[-3000:])
+        code = "integrity" if "DO NOT MATCH THE HASHES" in done.stderr else "failed"
+        raise RunnerFailure(code, "pip could not resolve: " + done.stderr.strip()[-3000:])
     packages = []
     for item in json.loads(report.read_text())["install"]:
         info = item["download_info"]
@@ -172,13 +173,13 @@ def resolve(request: Request, channel: RunnerChannel) -> Mapping[str, Any]:
         done = None
     if done is not None and done.returncode == 0:
         packages = _from_pylock(tmp / "pylock.toml")
-    elif done is not None and done.returncode == 1 and "No solution found" in done.stderr:
-        raise RunnerFailure("failed", _explain_uv(done.stderr))
+    elif done is not None and done.returncode > 0:
+        # uv ran and said no: its answer stands (falling back would only hide it).
+        raise _uv_failure(done.stderr)
     else:
         if done is not None:
             channel.log(
-                request.id,
-                f"uv failed ({done.stderr.strip()[-500:]}); falling back to pip's resolver",
+                request.id, f"uv crashed (status {done.returncode}); falling back to pip's resolver"
             )
         resolver = "pip"
         channel.progress(request.id, "resolving with pip")
@@ -187,15 +188,23 @@ def resolve(request: Request, channel: RunnerChannel) -> Mapping[str, Any]:
     return {"resolver": resolver, "count": len(packages)}
 
 
-def _explain_uv(stderr: str) -> str:
-    text = stderr.strip()
+def _uv_failure(stderr: str) -> RunnerFailure:
+    text = stderr.strip()[-3000:]
+    if "hash mismatch" in text.lower():
+        return RunnerFailure(
+            "integrity",
+            f"a downloaded file does not match the sha256 the index advertises:\n{text}",
+        )
+    if "No solution found" not in text:
+        return RunnerFailure("failed", f"uv could not resolve:\n{text}")
     hint = ""
-    if "no wheels" in text.lower() or "only-binary" in text or "has no usable wheels" in text:
+    lowered = text.lower()
+    if "no wheels" in lowered or "only-binary" in lowered or "no usable wheels" in lowered:
         hint = (
             "\nA dependency has no wheel for this Python and platform (it may be sdist-only). "
             "mochi-pybridge never builds sdists: building runs package code with the network on."
         )
-    return f"no set of versions satisfies the requirements:\n{text[-3000:]}{hint}"
+    return RunnerFailure("failed", f"no set of versions satisfies the requirements:\n{text}{hint}")
 
 
 # -- download -------------------------------------------------------------------------------
