@@ -207,7 +207,7 @@ def cmd_add(args: argparse.Namespace) -> int:
         atomic_write(path, original.encode())
         raise
     if args.alias:
-        _say(args, f"note: write `import python \"{requirement.name}\" as {args.alias}` in a .mochi file "
-                   "to use the alias")  # fmt: skip
+        line = f'import python "{requirement.name}" as {args.alias}'
+        _say(args, f"note: write `{line}` in a .mochi file to use the alias")
     args.check = args.dry_run = False
     return cmd_lock(args)

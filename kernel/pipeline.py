@@ -145,8 +145,8 @@ class Pipeline:
             )  # fmt: skip
 
         def retrying(number: int, exc: StageFailed, delay: float) -> None:
-            self.sink.emit(StageEvent("log", stage.kind, stage.package,
-                                      f"attempt {number} failed ({exc.diagnostics()}); retrying in {delay:.1f}s"))  # fmt: skip
+            text = f"attempt {number} failed ({exc.diagnostics()}); retrying in {delay:.1f}s"
+            self.sink.emit(StageEvent("log", stage.kind, stage.package, text))
 
         try:
             value = await with_retries(attempt, on_retry=retrying)
@@ -174,8 +174,10 @@ class Pipeline:
             "upgrade": sorted(upgrade),
             "upgrade_all": upgrade_all,
         }
-        key = cache_key(stage="resolve", v=RESOLVE_VERSION, params=params,
-                        requires_python=self.manifest.requires_python, tags=self._tags[:3])  # fmt: skip
+        key = cache_key(
+            stage="resolve", v=RESOLVE_VERSION, params=params,
+            requires_python=self.manifest.requires_python, tags=self._tags[:3],
+        )  # fmt: skip
         cached = None if (upgrade or upgrade_all) else self.store.get_result(key)
         if dry_run:
             print(f"resolve: {'cached' if cached else 'would run uv in the fetch sandbox'}")
@@ -281,7 +283,8 @@ class Pipeline:
         cached = self.store.get_result(key)  # verifies every blob it names: not trusted
         if dry_run:
             print(
-                f"fetch {pkg.name} {pkg.version}: {'cached' if cached else 'would download ' + wheel['filename']}"
+                f"fetch {pkg.name} {pkg.version}: "
+                + ("cached" if cached else f"would download {wheel['filename']}")
             )
             return cached
         if cached is not None:
@@ -317,7 +320,8 @@ class Pipeline:
             if sha != advertised or (resolver_sha and resolver_sha != advertised):
                 raise IntegrityError(
                     f"{filename}: hash mismatch: downloaded bytes sha256 {sha}, index page "
-                    f"advertises {advertised or 'nothing'}, resolver saw {resolver_sha or 'nothing'}. "
+                    f"advertises {advertised or 'nothing'}, "
+                    f"resolver saw {resolver_sha or 'nothing'}. "
                     "Nothing was written."
                 )
             blobs = [blake]

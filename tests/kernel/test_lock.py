@@ -368,7 +368,9 @@ def test_sigint_stops_lock_and_leaves_no_process(
     stopped = time.monotonic() - start
     assert proc.returncode in (0, 130), err
     assert stopped < 5  # generous: a second is the goal, CI machines are slow
-    children = subprocess.run(["pgrep", "-f", str(cache)], capture_output=True, text=True).stdout
+    children = subprocess.run(
+        ["pgrep", "-f", str(cache)], capture_output=True, text=True, check=False
+    ).stdout
     assert children.strip() == ""
     if (project / "mochi.lock").exists():
         parse_lock((project / "mochi.lock").read_text(), project / "mochi.lock")
