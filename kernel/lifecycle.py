@@ -11,6 +11,7 @@ it never crashes or hangs the kernel.
 from __future__ import annotations
 
 import contextlib
+import re
 import signal
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -82,7 +83,7 @@ async def run_stage(
 ) -> Mapping[str, Any]:
     """Run one request in a fresh sandboxed runner; its result value, or ``StageFailed``.
 
-    ``params`` may refer to ``{in:NAME}`` and ``{out}``: they become the paths the runner
+    ``params`` may use ``{in:NAME}`` and ``{out}`` (optionally + ``/path``): they become paths the runner
     sees (sandboxed or not).
     """
     limit = policy.limits.wall_clock_seconds if wall_clock is None else wall_clock
@@ -125,13 +126,18 @@ async def run_stage(
             raise
 
 
+# "{out}" or "{in:NAME}", optionally followed by "/path/inside".
+_PLACEHOLDER = re.compile(r"\{(?:out|in:(?P<input>[A-Za-z0-9_.-]+))\}(?P<rest>/.*)?")
+
+
 def _substitute(value: Any, sandboxed: Sandboxed) -> Any:
     if isinstance(value, str):
-        if value == "{out}":
-            return sandboxed.out_path
-        if value.startswith("{in:") and value.endswith("}"):
-            return sandboxed.input_path(value[4:-1])
-        return value
+        match = _PLACEHOLDER.fullmatch(value)
+        if match is None:
+            return value
+        name, rest = match.group("input"), match.group("rest") or ""
+        base = sandboxed.input_path(name) if name is not None else sandboxed.out_path
+        return base + rest
     if isinstance(value, list | tuple):
         return [_substitute(v, sandboxed) for v in value]
     if isinstance(value, Mapping):
