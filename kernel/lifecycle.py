@@ -83,8 +83,8 @@ async def run_stage(
 ) -> Mapping[str, Any]:
     """Run one request in a fresh sandboxed runner; its result value, or ``StageFailed``.
 
-    ``params`` may use ``{in:NAME}`` and ``{out}`` (optionally + ``/path``): they become paths the runner
-    sees (sandboxed or not).
+    ``params`` may use ``{in:NAME}`` and ``{out}`` (optionally followed by ``/path``): they
+    become the paths the runner sees, sandboxed or not.
     """
     limit = policy.limits.wall_clock_seconds if wall_clock is None else wall_clock
     async with launch(
