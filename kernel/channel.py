@@ -16,6 +16,7 @@ from mochi_pybridge.protocol import (
 )
 
 _READ_SIZE = 65_536
+SEND_TIMEOUT = 30.0
 
 
 class TrioChannel:
@@ -31,13 +32,21 @@ class TrioChannel:
         self._send_lock = trio.Lock()
 
     async def send(self, message: Message) -> None:
-        data = self.conn.send(message)
+        """Write one whole frame. The write is shielded from cancellation (a frame cut in half
+        would poison the stream for good), but bounded in time: a peer that stops reading
+        for SEND_TIMEOUT seconds gets its connection marked failed."""
         async with self._send_lock:
-            try:
-                await self.send_stream.send_all(data)
-            except BaseException:
+            data = self.conn.send(message)
+            with trio.CancelScope(shield=True) as scope:
+                scope.deadline = trio.current_time() + SEND_TIMEOUT
+                try:
+                    await self.send_stream.send_all(data)
+                except BaseException:
+                    self.conn.send_failed()
+                    raise
+            if scope.cancelled_caught:
                 self.conn.send_failed()
-                raise
+                raise trio.BrokenResourceError("the peer stopped reading")
 
     async def receive(self) -> Event:
         """The next event; at end of stream the connection decides (CLOSED or an error)."""

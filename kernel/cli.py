@@ -32,13 +32,14 @@ def _not_yet(command: str, issue: str) -> Handler:
     return handler
 
 
-def _command(name: str) -> Handler:
-    """A handler from kernel.commands, imported only when used (fast --help)."""
+def _command_in(module: str, name: str) -> Handler:
+    """A handler from kernel.MODULE, imported only when used (keeps --help fast)."""
 
     def handler(args: argparse.Namespace) -> int:
-        from mochi_pybridge.kernel import commands
+        import importlib
 
-        result: int = getattr(commands, name)(args)
+        loaded = importlib.import_module(f"mochi_pybridge.kernel.{module}")
+        result: int = getattr(loaded, name)(args)
         return result
 
     return handler
@@ -73,26 +74,26 @@ def build_parser() -> argparse.ArgumentParser:
     add.add_argument("spec", metavar="SPEC")
     add.add_argument("--as", dest="alias")
     add.add_argument("--extras", default="")
-    add.set_defaults(handler=_command("cmd_add"))
+    add.set_defaults(handler=_command_in("commands", "cmd_add"))
 
     lock = sub.add_parser("lock", help="resolve, fetch, stub, wrap and write mochi.lock")
     mode = lock.add_mutually_exclusive_group()
     mode.add_argument("--check", action="store_true", help="exit 3 if mochi.lock would change")
     mode.add_argument("--dry-run", action="store_true", help="print the plan, write nothing")
     lock.add_argument("--no-wait", action="store_true", help="fail if another lock runs")
-    lock.set_defaults(handler=_command("cmd_lock"))
+    lock.set_defaults(handler=_command_in("commands", "cmd_lock"))
 
     sync = sub.add_parser("sync", help="regenerate python_wrap/ from mochi.lock")
-    sync.set_defaults(handler=_command("cmd_sync"))
+    sync.set_defaults(handler=_command_in("commands", "cmd_sync"))
 
     update = sub.add_parser("update", help="re-resolve to newer versions")
     update.add_argument("names", nargs="*", metavar="NAME")
     update.add_argument("--allow-capability-elevation", action="store_true")
-    update.set_defaults(handler=_command("cmd_update"))
+    update.set_defaults(handler=_command_in("commands", "cmd_update"))
 
     export = sub.add_parser("export", help="export the lock in another format")
     export.add_argument("format", choices=["pylock"])
-    export.set_defaults(handler=_command("cmd_export"))
+    export.set_defaults(handler=_command_in("commands", "cmd_export"))
 
     stubs = sub.add_parser("stubs", help="run the stub ladder for one locked package")
     stubs.add_argument("name", metavar="NAME")
@@ -112,7 +113,7 @@ def build_parser() -> argparse.ArgumentParser:
     doctor.set_defaults(handler=_doctor)
 
     serve = sub.add_parser("serve", help="speak the kernel protocol on stdin/stdout")
-    serve.set_defaults(handler=_not_yet("serve", "issue: kernel"))
+    serve.set_defaults(handler=_command_in("serve", "run_serve"))
     return parser
 
 

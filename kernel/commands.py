@@ -171,15 +171,14 @@ def cmd_sync(args: argparse.Namespace) -> int:
     return int(ExitCode.OK)
 
 
-def cmd_add(args: argparse.Namespace) -> int:
-    """Add or update one [python-dependencies] entry, keeping comments and layout, then lock."""
-    project = args.project.resolve()
+def add_to_manifest(project: Path, spec: str, extra_names: Sequence[str] = ()) -> None:
+    """Add or update one [python-dependencies] entry, keeping comments and layout."""
     path = project / "mochi.toml"
     try:
-        requirement = Requirement(args.spec)
+        requirement = Requirement(spec)
     except InvalidRequirement as exc:
         raise ManifestError(
-            f"{args.spec!r} is not a requirement like 'requests>=2.31' ({exc})"
+            f"{spec!r} is not a requirement like 'requests>=2.31' ({exc})"
         ) from None
     original = path.read_text()
     doc = tomlkit.parse(original)
@@ -187,27 +186,33 @@ def cmd_add(args: argparse.Namespace) -> int:
     if deps is None:
         deps = tomlkit.table()
         doc["python-dependencies"] = deps
-    extras = sorted({*requirement.extras, *(e for e in args.extras.split(",") if e)})
-    spec = str(requirement.specifier) or "*"
+    extras = sorted({*requirement.extras, *(e for e in extra_names if e)})
+    version = str(requirement.specifier) or "*"
     existing = next(
         (k for k in deps if Requirement(k).name.lower() == requirement.name.lower()), None
     )
     key = existing or requirement.name
     if extras:
         entry = tomlkit.inline_table()
-        entry["version"] = spec
+        entry["version"] = version
         entry["extras"] = extras
         deps[key] = entry
     else:
-        deps[key] = spec
+        deps[key] = version
     atomic_write(path, tomlkit.dumps(doc).encode())
     try:
         load_manifest(project)
     except ManifestError:
         atomic_write(path, original.encode())
         raise
+
+
+def cmd_add(args: argparse.Namespace) -> int:
+    """Add or update one [python-dependencies] entry, then lock."""
+    add_to_manifest(args.project.resolve(), args.spec, args.extras.split(","))
     if args.alias:
-        line = f'import python "{requirement.name}" as {args.alias}'
+        name = Requirement(args.spec).name
+        line = f'import python "{name}" as {args.alias}'
         _say(args, f"note: write `{line}` in a .mochi file to use the alias")
     args.check = args.dry_run = False
     return cmd_lock(args)
