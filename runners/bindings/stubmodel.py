@@ -95,12 +95,14 @@ class Module:
         if self.all is not None:
             return list(dict.fromkeys(self.all))
         names = [*self.functions, *self.classes, *self.variables]
-        reexported = self.explicit_reexports if self.is_stub else set(self.imports)
-        names += [
-            n
-            for n in reexported
-            if not self.imports[n].startswith(("typing", "collections", "builtins", "__future__"))
-        ]
+        if self.is_stub:
+            reexported = self.explicit_reexports  # PEP 484: only `import x as x` re-exports
+        else:
+            # In sources, what __init__ pulls in from its own package is its API; imports of
+            # other packages (asyncio, dataclass, ...) are not.
+            top = self.name.split(".")[0]
+            reexported = {n for n, q in self.imports.items() if q.split(".")[0] == top}
+        names += sorted(reexported)
         return [n for n in dict.fromkeys(names) if not n.startswith("_") or n == "__version__"]
 
 

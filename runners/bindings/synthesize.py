@@ -13,7 +13,43 @@ from mochi_pybridge.runners.bindings.typetable import Context, Refused, to_mochi
 
 # Mochi keywords (mochi-grammar.md): never usable as identifiers.
 MOCHI_RESERVED = frozenset(
-    ["test", "expect", "agent", "intent", "on", "stream", "emit", "type", "fun", "extern", "import", "return", "break", "continue", "let", "var", "if", "else", "then", "for", "while", "in", "generate", "match", "fetch", "load", "save", "package", "export", "fact", "rule", "all", "none", "true", "false"]
+    [
+        "test",
+        "expect",
+        "agent",
+        "intent",
+        "on",
+        "stream",
+        "emit",
+        "type",
+        "fun",
+        "extern",
+        "import",
+        "return",
+        "break",
+        "continue",
+        "let",
+        "var",
+        "if",
+        "else",
+        "then",
+        "for",
+        "while",
+        "in",
+        "generate",
+        "match",
+        "fetch",
+        "load",
+        "save",
+        "package",
+        "export",
+        "fact",
+        "rule",
+        "all",
+        "none",
+        "true",
+        "false",
+    ]
 )
 HINT = "write a typed wrapper in NAME_externs.py (hand-written sidecars are kept) or add stubs"
 
@@ -208,7 +244,8 @@ class Synthesizer:
 
     def _param(self, param: Param, ctx: Context) -> ParamPlan:
         if param.kind in ("var", "varkw"):
-            raise Refused("SkipParamSpec", f"*{param.name}/**{param.name} parameters")
+            stars = "*" if param.kind == "var" else "**"
+            raise Refused("SkipParamSpec", f"{stars}{param.name} parameters")
         mapped = to_mochi(param.annotation, ctx)
         if mapped is None:
             raise Refused("SkipUnsupportedTypingConstruct", f"parameter {param.name} typed None")

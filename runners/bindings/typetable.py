@@ -165,7 +165,9 @@ def _named(name: str, ctx: Context, *, is_return: bool) -> MochiType | None:
     if name == "builtins.complex":
         raise Refused("SkipNoComplexType", "Mochi has no complex numbers")
     if name in ("builtins.bytearray", "builtins.memoryview"):
-        raise Refused("SkipBytearrayMutable", f"{name.rsplit('.', maxsplit=1)[-1]} is mutable shared memory")
+        raise Refused(
+            "SkipBytearrayMutable", f"{name.rsplit('.', maxsplit=1)[-1]} is mutable shared memory"
+        )
     if name in _ANY:
         return _any(ctx, name.rsplit(".", maxsplit=1)[-1])
     if name in _SELF:
