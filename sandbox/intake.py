@@ -27,7 +27,7 @@ class IntakeError(PybridgeError):
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class IntakeRules:
-    suffixes: frozenset[str]  # accepted file suffixes, e.g. {".pyi", ".json"}
+    suffixes: frozenset[str] | None  # accepted file suffixes, e.g. {".pyi"}; None: any
     max_files: int = 10_000
     max_depth: int = 32
     max_file_size: int = 64 * 1024 * 1024
@@ -96,7 +96,7 @@ def _walk(
 def _read_regular(
     dir_fd: int, name: str, path: PurePosixPath, st: os.stat_result, rules: IntakeRules
 ) -> bytes:
-    if PurePosixPath(name).suffix not in rules.suffixes:
+    if rules.suffixes is not None and PurePosixPath(name).suffix not in rules.suffixes:
         raise IntakeError(f"stage output has an unexpected file type: {path}")
     if st.st_nlink != 1:
         raise IntakeError(f"stage output contains a hard link: {path}")

@@ -74,6 +74,7 @@ class Module:
     typevars: set[str] = field(default_factory=set)
     all: list[str] | None = None
     imports_trio: bool = False
+    star_imports: list[str] = field(default_factory=list)  # modules imported with *
 
     def resolve(self, local: str) -> str | None:
         if local in self.typevars:
@@ -102,6 +103,7 @@ class Module:
             # other packages (asyncio, dataclass, ...) are not.
             top = self.name.split(".")[0]
             reexported = {n for n, q in self.imports.items() if q.split(".")[0] == top}
+            reexported |= self.explicit_reexports
         names += sorted(reexported)
         return [n for n in dict.fromkeys(names) if not n.startswith("_") or n == "__version__"]
 
@@ -192,6 +194,7 @@ def _statement(module: Module, node: ast.stmt, parts: tuple[str, ...]) -> None:
             module.imports_trio = True
         for alias in node.names:
             if alias.name == "*":
+                module.star_imports.append(source)
                 continue
             local = alias.asname or alias.name
             module.imports[local] = f"{source}.{alias.name}"
@@ -311,7 +314,24 @@ class StubTree:
             self.errors[name] = f"{type(exc).__name__}: {str(exc)[:200]}"
             return None
         self.modules[name] = module
+        self._expand_stars(module)
         return module
+
+    def _expand_stars(self, module: Module) -> None:
+        """``from x import *``: every public name of x becomes an import (and, as in stubs
+        and ``__init__`` files alike, a re-export) of this module."""
+        for source in module.star_imports:
+            target = self.load(source)
+            if target is None:
+                continue
+            for name in target.exports():
+                if (
+                    name not in module.imports
+                    and name not in module.functions
+                    and name not in module.classes
+                ):
+                    module.imports[name] = f"{source}.{name}"
+                    module.explicit_reexports.add(name)
 
     def definition(self, qualified: str, depth: int = 0) -> tuple[Module, str] | None:
         """The module that defines ``qualified`` (following re-exports) and the local name."""

@@ -236,8 +236,6 @@ class Synthesizer:
         for param in plist:
             params.append(self._param(param, ctx))
         result = to_mochi(func.returns, ctx, is_return=True) if kind != "constructor" else self_type
-        if func.returns is None and kind != "constructor":
-            raise Refused("SkipUntypedPackage", "missing return annotation")
         name = mochi_name + ("_sync" if func.is_async else "")
         return FunctionPlan(name, target, kind, tuple(params), result, func.is_async,
                             f"{func.module}.{target}")  # fmt: skip

@@ -75,7 +75,8 @@ _UNWRAP = {
     "typing.ReadOnly", "typing_extensions.Final", "typing_extensions.Annotated",
     "typing_extensions.Required", "typing_extensions.NotRequired", "typing_extensions.ReadOnly",
 }  # fmt: skip
-_ANY = {"typing.Any", "builtins.object", "typing_extensions.Any"}
+# _typeshed.Incomplete is what stubgen writes where it could not infer a type.
+_ANY = {"typing.Any", "builtins.object", "typing_extensions.Any", "_typeshed.Incomplete"}
 _PARAMSPEC = {"typing.ParamSpec", "typing_extensions.ParamSpec", "typing.Concatenate",
               "typing_extensions.Concatenate"}  # fmt: skip
 _TVT = {"typing.TypeVarTuple", "typing_extensions.TypeVarTuple", "typing.Unpack",
@@ -111,8 +112,8 @@ def _args(node: ast.expr) -> list[ast.expr]:
 
 def to_mochi(node: ast.expr | None, ctx: Context, *, is_return: bool = False) -> MochiType | None:
     """The Mochi type of an annotation; None means "no value" (a None return)."""
-    if node is None:
-        raise Refused("SkipUntypedPackage", "missing annotation")
+    if node is None:  # unannotated (stubgen output is partial): Any
+        return _any(ctx, "an unannotated value")
     if ctx.depth > 16:
         raise Refused("SkipUnsupportedTypingConstruct", "annotation nested too deeply")
     inner = Context(ctx.resolve_name, ctx.lookup_class, ctx.int_mode, ctx.allow_partial,

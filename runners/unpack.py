@@ -1,0 +1,38 @@
+"""The unpack runner: a wheel becomes a site directory through the hardened unpacker, inside
+the synthesis sandbox (no network, the wheel read-only). The kernel then checks the tree
+(intake) and moves it, read-only, into the content-addressed site cache.
+
+    python -I -B -m mochi_pybridge.runners.unpack --protocol-fd N
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from mochi_pybridge.kernel.errors import PybridgeError
+from mochi_pybridge.protocol import Request
+from mochi_pybridge.runners.base import RunnerFailure, serve_one
+from mochi_pybridge.runners.channel import RunnerChannel
+from mochi_pybridge.sandbox.unpack import unpack_wheel
+
+
+def unpack(request: Request, channel: RunnerChannel) -> Mapping[str, Any]:
+    wheel = Path(request.params["wheel"])
+    target = Path(request.params["out"]) / "site"
+    target.mkdir()
+    channel.progress(request.id, f"unpacking {wheel.name}")
+    try:
+        names = unpack_wheel(wheel, target)
+    except PybridgeError as exc:
+        raise RunnerFailure("integrity", exc.diagnostics()) from None
+    return {"files": len(names)}
+
+
+def main() -> int:
+    return serve_one({"unpack": unpack})
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
