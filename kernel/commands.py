@@ -78,9 +78,13 @@ async def run_lock(
                 drift = ["no mochi.lock yet"]
             elif render_lock(old) != render_lock(data):
                 drift = diff_locks(old, data) or ["mochi.lock is not in canonical form"]
-            if not check and (drift or not (project / PYLOCK_NAME).exists()):
-                write_outputs(project, data)
-                wrote = True
+            if not check:
+                from mochi_pybridge.kernel.bindings import write_python_wrap
+
+                write_python_wrap(project, pipeline.wrappers)
+                if drift or not (project / PYLOCK_NAME).exists():
+                    write_outputs(project, data)
+                    wrote = True
     return LockReport(data, wrote, drift, time.monotonic() - started,
                       pipeline.stats.runners_started, pipeline.stats.cache_hits)  # fmt: skip
 

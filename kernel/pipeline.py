@@ -27,7 +27,7 @@ from packaging.utils import InvalidWheelFilename, canonicalize_name, parse_wheel
 from mochi_pybridge import __version__
 from mochi_pybridge.kernel.errors import IntegrityError, PybridgeError, StageFailed
 from mochi_pybridge.kernel.events import EventSink, StageEvent
-from mochi_pybridge.kernel.graph import Outcome, StageSpec, Status, run_graph
+from mochi_pybridge.kernel.graph import Outcome, StageSpec, run_graph
 from mochi_pybridge.kernel.lifecycle import StageId, run_stage, runner_argv
 from mochi_pybridge.kernel.lockfile import LockData, LockedPackage
 from mochi_pybridge.kernel.manifest import Manifest
@@ -70,6 +70,7 @@ class Pipeline:
     jobs: int = 1
     unsafe_no_sandbox: bool = False
     stats: PipelineStats = field(default_factory=PipelineStats)
+    wrappers: list[Any] = field(default_factory=list)  # WrapperFiles of the last compute()
 
     def __post_init__(self) -> None:
         self.store = Store(self.cache_dir / "store")
@@ -166,9 +167,12 @@ class Pipeline:
         return [d.requirement() for d in self.manifest.dependencies]
 
     async def resolve(self, *, upgrade: Sequence[str] = (), upgrade_all: bool = False,
-                      dry_run: bool = False) -> list[ResolvedPackage] | None:  # fmt: skip
+                      dry_run: bool = False, requirements: Sequence[str] | None = None,
+                      label: str = "*") -> list[ResolvedPackage] | None:  # fmt: skip
         params = {
-            "requirements": self._requirements(),
+            "requirements": list(requirements)
+            if requirements is not None
+            else self._requirements(),
             "python_version": self._python,
             "indexes": [i.url for i in self.manifest.indexes],
             "upgrade": sorted(upgrade),
@@ -185,11 +189,11 @@ class Pipeline:
                 return None
         if cached is not None:
             self.stats.cache_hits += 1
-            self.sink.emit(StageEvent("cached", "resolve", "*"))
+            self.sink.emit(StageEvent("cached", "resolve", label))
             resolved = json.loads(self.store.get(cached["resolved"]))
         else:
             _, out = await self._run(
-                StageId("resolve", "*"), StageKind.FETCH, "resolve", params,
+                StageId("resolve", label), StageKind.FETCH, "resolve", params,
                 IntakeRules(suffixes=frozenset({".json"}), max_files=1, max_file_size=64 << 20),
             )  # fmt: skip
             data = (out / "resolved.json").read_bytes()
@@ -356,6 +360,9 @@ class Pipeline:
 
     async def compute(self, *, upgrade: Sequence[str] = (), upgrade_all: bool = False,
                       dry_run: bool = False) -> LockData | None:  # fmt: skip
+        """Resolve, fetch, verify, unpack, analyse and bind; the wrappers go to ``self.wrappers``."""
+        from mochi_pybridge.kernel.bindings import Bindings
+
         resolved = await self.resolve(upgrade=upgrade, upgrade_all=upgrade_all, dry_run=dry_run)
         if resolved is None:
             return None
@@ -363,37 +370,84 @@ class Pipeline:
             for pkg in resolved:
                 await self.fetch(pkg, dry_run=True)
             return None
-        specs = [StageSpec(f"fetch:{p.name}", "fetch", p.name) for p in resolved]
+        bindings = Bindings(self)
         by_name = {p.name: p for p in resolved}
+        direct = {d.name for d in self.manifest.dependencies}
+        records: dict[str, Mapping[str, Any]] = {}
+        sites: dict[str, Path] = {}
+        caps: dict[str, dict[str, list[str]]] = {}
+        package_specs = [StageSpec(f"pkg:{p.name}", "fetch", p.name) for p in resolved]
+        bind_specs = [
+            StageSpec(f"bind:{p.name}", "bind", p.name, tuple(s.key for s in package_specs))
+            for p in resolved if p.name in direct and not _is_stub_only(p.name)
+        ]  # fmt: skip
 
         async def execute(spec: StageSpec, deps: Mapping[str, Outcome]) -> Any:
             pkg = by_name[spec.package]
-            record = await self.fetch(pkg)
-            assert record is not None
-            return {**record, **await self.verify_provenance(pkg, record)}
+            if spec.kind == "fetch":
+                record = await self.fetch(pkg)
+                assert record is not None
+                record = {**record, **await self.verify_provenance(pkg, record)}
+                records[pkg.name] = record
+                sites[pkg.name] = await bindings.unpack(pkg.name, record)
+                caps[pkg.name] = await bindings.capabilities(pkg.name, record, sites[pkg.name])
+                bindings.check_capabilities(pkg.name, caps[pkg.name])
+                return record
+            imports = self._imports(pkg.name, records[pkg.name]["metadata"]["top_level"])
+            return await bindings.bind(pkg, records[pkg.name], imports, sites, records, by_name,
+                                       caps[pkg.name])  # fmt: skip
 
-        run = await run_graph(specs, execute, jobs=self.jobs, fail_fast=True)
+        run = await run_graph(package_specs + bind_specs, execute, jobs=self.jobs, fail_fast=True)
         failures = [run.outcomes[k].error for k in run.failed]
         if failures:
             error = failures[0]
             assert error is not None
             raise error
-        fetched = {s.package: run.outcomes[s.key].value for s in specs
-                   if run.outcomes[s.key].status is Status.OK}  # fmt: skip
-        return self._lock_data(resolved, fetched)
+        bound = {s.package: run.outcomes[s.key].value for s in bind_specs}
+        self.wrappers = [w for b in bound.values() for w in b.wrappers]
+        self._check_alias_clashes()
+        return self._lock_data(resolved, records, bound, caps)
 
-    def _lock_data(self, resolved: list[ResolvedPackage], fetched: Mapping[str, Any]) -> LockData:
+    def _check_alias_clashes(self) -> None:
+        seen: dict[str, str] = {}
+        for wrapper in self.wrappers:
+            other = seen.setdefault(wrapper.alias, wrapper.module)
+            if other != wrapper.module:
+                raise PybridgeError(
+                    f"two imports use the alias {wrapper.alias!r} ({other} and {wrapper.module}); "
+                    "give one of them another `as` name"
+                )
+
+    def _lock_data(self, resolved: list[ResolvedPackage], fetched: Mapping[str, Any],
+                   bound: Mapping[str, Any], caps: Mapping[str, Mapping[str, list[str]]]) -> LockData:  # fmt: skip
+        from mochi_pybridge.kernel.manifest import CAPABILITIES
+
         direct = {d.name for d in self.manifest.dependencies}
         packages = []
         for pkg in resolved:
             record = fetched[pkg.name]
             meta = record["metadata"]
-            module = _module_name(pkg.name, meta["top_level"])
+            module = module_name(pkg.name, meta["top_level"])
+            extra: dict[str, Any] = {
+                "capabilities": sorted(c for c in caps.get(pkg.name, {}) if c in CAPABILITIES),
+            }
+            if pkg.name in bound:
+                b = bound[pkg.name]
+                extra.update({
+                    "stub-provenance": b.stub_provenance,
+                    "stub-sha256": b.stub_sha256,
+                    "wrapper-sha256": b.wrapper_sha256,
+                    "skipped": b.skipped,
+                })  # fmt: skip
+                if b.stub_source:
+                    extra["stub-source"] = b.stub_source
             packages.append(
                 LockedPackage(
                     name=pkg.name,
                     version=pkg.version,
-                    alias=self._alias(pkg.name, meta["top_level"]) if pkg.name in direct else None,
+                    alias=self._aliases(pkg.name, meta["top_level"])[0]
+                    if pkg.name in direct
+                    else None,
                     direct=pkg.name in direct,
                     source={"kind": "index", "url": record["index_url"]},
                     wheel_filename=record["filename"],
@@ -407,6 +461,7 @@ class Pipeline:
                     module=module,
                     attestation=record["attestation"],
                     attestation_identity=record.get("attestation_identity"),
+                    extra=extra,
                 )
             )
         sandbox = "unsafe-no-sandbox"
@@ -423,21 +478,51 @@ class Pipeline:
             packages=tuple(packages),
         )
 
-    def _alias(self, name: str, modules: Sequence[str]) -> str:
+    def _imports(self, name: str, modules: Sequence[str]) -> list[tuple[str, str]]:
+        """(alias, module) for every ``import python`` of this package or one of its
+        submodules (``import python "lxml.etree" as etree``); none: its module name."""
+        found: list[tuple[str, str]] = []
+        module = module_name(name, modules) or name.replace("-", "_")
+        for key, aliases in sorted(self.manifest.aliases.items()):
+            if key in (name, *modules):
+                target = module
+            elif any(key.startswith(f"{m}.") for m in modules):
+                target = key
+            else:
+                continue
+            found += [(alias, target) for alias in aliases if (alias, target) not in found]
+        return found or [(module, module)]
+
+    def _aliases(self, name: str, modules: Sequence[str]) -> list[str]:
+        """The aliases the project's .mochi files import ``name`` under (by distribution or
+        module name); none: the module name."""
+        found: list[str] = []
         for key in (name, *modules):
-            aliases = self.manifest.aliases.get(key)
-            if aliases:
-                return aliases[0]
-        return modules[0] if modules else name.replace("-", "_")
+            for alias in self.manifest.aliases.get(key, ()):
+                if alias not in found:
+                    found.append(alias)
+        if found:
+            return found
+        module = module_name(name, modules)
+        return [module or name.replace("-", "_")]
 
 
-def _module_name(name: str, top_level: Sequence[str]) -> str | None:
-    """The import name: the top-level package named like the distribution, else the first."""
+def _is_stub_only(name: str) -> bool:
+    """A stubs distribution (``lxml-stubs``, ``types-requests``) supplies types to another
+    package; it has no code of its own to bind."""
+    return name.endswith("-stubs") or name.startswith("types-")
+
+
+def module_name(name: str, top_level: Sequence[str]) -> str | None:
+    """The import name: the top-level package named like the distribution, else the first
+    public one (pyyaml → yaml, not its private _yaml), else the first."""
     wanted = name.replace("-", "_").lower()
     for module in top_level:
         if module.lower() == wanted:
             return module
-    return top_level[0] if top_level else None
+    public = [m for m in top_level if not m.startswith("_")]
+    candidates = public or list(top_level)
+    return candidates[0] if candidates else None
 
 
 def _with_paths(policy: Any, paths: tuple[str, ...]) -> Any:

@@ -10,6 +10,8 @@ that determines them (see ``cache_key``).
 from __future__ import annotations
 
 import contextlib
+import functools
+import importlib.util
 import json
 import os
 import tempfile
@@ -37,6 +39,22 @@ def digest_file(path: Path) -> str:
     with path.open("rb") as f:
         while chunk := f.read(1 << 20):
             h.update(chunk)
+    return str(h.hexdigest())
+
+
+@functools.cache
+def code_identity(*modules: str) -> str:
+    """A digest of the source of ``modules`` (and of packages' files): a stage's result is
+    only reused by the code that produced it, so a fix to a runner invalidates its cache."""
+    h = blake3.blake3()
+    for name in modules:
+        spec = importlib.util.find_spec(name)
+        if spec is None or spec.origin is None:
+            raise ValueError(f"no source for {name}")
+        origin = Path(spec.origin)
+        files = sorted(origin.parent.rglob("*.py")) if origin.name == "__init__.py" else [origin]
+        for path in files:
+            h.update(path.read_bytes())
     return str(h.hexdigest())
 
 

@@ -54,7 +54,14 @@ def stubgen(request: Request, channel: RunnerChannel) -> Mapping[str, Any]:
     out = Path(params["out"]) / "stubs"
     out.mkdir()
     env = {**os.environ, "MYPY_CACHE_DIR": "/tmp/mypy-cache"}
-    attempts = [True, False] if params.get("inspect_mode", True) else [False]
+    # Static analysis sees pure-Python APIs best (star imports and all); inspect mode is for
+    # what it cannot see, native extensions. Either way the package is imported.
+    if not params.get("inspect_mode", True):
+        attempts = [False]
+    elif params.get("native"):
+        attempts = [True, False]
+    else:
+        attempts = [False, True]
     last: subprocess.CompletedProcess[str] | None = None
     for inspect in attempts:
         channel.progress(

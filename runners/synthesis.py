@@ -17,7 +17,7 @@ from mochi_pybridge.runners.base import serve_one
 from mochi_pybridge.runners.bindings.capabilities import analyse
 from mochi_pybridge.runners.bindings.emit import render_all
 from mochi_pybridge.runners.bindings.stubmodel import StubTree
-from mochi_pybridge.runners.bindings.synthesize import Options, synthesize
+from mochi_pybridge.runners.bindings.synthesize import Options, Plan, SkipPlan, synthesize
 from mochi_pybridge.runners.channel import RunnerChannel
 
 
@@ -27,8 +27,16 @@ def synthesis(request: Request, channel: RunnerChannel) -> Mapping[str, Any]:
     roots = [Path(r) for r in p["stub_roots"]]
     tree = StubTree(roots, stub_suffix=str(p.get("stub_suffix", "")))
     channel.progress(request.id, f"mapping {module} through the type table")
-    plan = synthesize(tree, module, alias, Options(int_mode=str(p.get("int_mode", "int64")),
-                                                   allow_partial=bool(p.get("allow_partial"))))  # fmt: skip
+    options = Options(
+        int_mode=str(p.get("int_mode", "int64")), allow_partial=bool(p.get("allow_partial"))
+    )
+    refuse = p.get("refuse")
+    if refuse:  # the kernel already knows the package cannot be bound (trio, stubgen failed)
+        plan = Plan(module=module, alias=alias)
+        plan.skipped.append(SkipPlan(module, str(refuse["token"]), str(refuse["detail"])[:2000]))
+    else:
+        plan = synthesize(tree, module, alias, options)
+
     outputs = render_all(plan, str(p["package"]), str(p["version"]),
                          strict_returns=bool(p.get("strict_returns", True)))  # fmt: skip
     name = module.replace(".", "_")

@@ -17,6 +17,8 @@ _IMPORTS = {
     "fs": ("shutil", "tempfile", "glob", "pathlib", "io", "zipfile", "tarfile"),
     "proc": ("subprocess", "multiprocessing", "pty", "concurrent.futures.process"),
     "ctypes": ("ctypes", "cffi", "_cffi_backend"),
+    # Not a capability: trio's cancellation model cannot be bridged (SkipIncompatibleAsyncRuntime).
+    "trio": ("trio",),
 }  # fmt: skip
 _CALLS = {
     "fs": ("open", "os.open", "os.remove", "os.unlink", "os.mkdir", "os.makedirs", "os.rename",
@@ -93,7 +95,7 @@ def analyse(site: Path, top_level: list[str]) -> dict[str, list[str]]:
         if count > MAX_FILES:
             break
         rel = str(path.relative_to(site))
-        if path.suffix in _NATIVE or ".cpython-" in path.name and path.name.endswith(".so"):
+        if path.suffix in _NATIVE or (".cpython-" in path.name and path.name.endswith(".so")):
             found.setdefault("cextension", []).append(f"{rel} is a native extension")
             continue
         if path.suffix != ".py" or path.stat().st_size > MAX_FILE:

@@ -234,6 +234,12 @@ class Synthesizer:
         if kind == "constructor" and plist:
             plist.pop(0)
         for param in plist:
+            if param.kind in ("var", "varkw"):
+                # The function is callable without them: bind it, and report what is lost.
+                stars = "*" if param.kind == "var" else "**"
+                self._skip(f"{func.module}.{target}({stars}{param.name})", "SkipParamSpec",
+                           f"{stars}{param.name} is not passed through; the named parameters are")  # fmt: skip
+                continue
             params.append(self._param(param, ctx))
         result = to_mochi(func.returns, ctx, is_return=True) if kind != "constructor" else self_type
         name = mochi_name + ("_sync" if func.is_async else "")

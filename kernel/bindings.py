@@ -1,0 +1,398 @@
+"""The bindings half of ``lock``: unpack every locked wheel into a read-only site, run the
+stub ladder (SPEC §4) for each direct dependency, synthesise its shim, sidecar and wrapper C,
+compile the wrapper, and analyse every package's capabilities (SPEC §7).
+
+Each step is a sandboxed stage whose output goes through intake, and each is cached by the
+hashes of its inputs, the tool versions and the options, so a repeated lock starts none.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import stat
+import subprocess
+import sys
+import sysconfig
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from mochi_pybridge.kernel.errors import PybridgeError, StageFailed
+from mochi_pybridge.kernel.events import StageEvent
+from mochi_pybridge.kernel.lifecycle import StageId
+from mochi_pybridge.kernel.store import cache_key, code_identity
+from mochi_pybridge.sandbox.intake import IntakeRules, intake
+from mochi_pybridge.sandbox.policy import StageKind
+
+if TYPE_CHECKING:  # a runtime import would be circular
+    from mochi_pybridge.kernel.pipeline import Pipeline, ResolvedPackage
+
+BINDINGS_VERSION = 1
+UNPACK_RUNNER = "mochi_pybridge.runners.unpack"
+STUBGEN_RUNNER = "mochi_pybridge.runners.stubgen"
+SYNTHESIS_RUNNER = "mochi_pybridge.runners.synthesis"
+COMPILE_RUNNER = "mochi_pybridge.runners.compile"
+CC = "/usr/bin/cc"
+# Fixed by the kernel: the package has no say in how its wrapper is compiled.
+CFLAGS = ("-shared", "-fPIC", "-O2", "-g0", "-fno-ident", "-ffile-prefix-map=/in/src=.",
+          "-Wall", "-Werror=implicit-function-declaration")  # fmt: skip
+WRAPPER_SUFFIXES = frozenset({".mochi", ".py", ".pyi", ".c", ".txt", ".json"})
+
+
+class CapabilityRefused(PybridgeError):
+    """A package can do something the project's [python.capabilities] does not allow."""
+
+
+@dataclass
+class WrapperFiles:
+    alias: str
+    module: str
+    files: dict[str, bytes] = field(default_factory=dict)  # file name → content
+
+
+@dataclass
+class PackageBindings:
+    stub_provenance: str
+    stub_source: str | None
+    stub_sha256: str
+    wrapper_sha256: str
+    skipped: int
+    wrappers: list[WrapperFiles]
+
+
+def _tree_sha256(root: Path, files: Sequence[Path]) -> str:
+    h = hashlib.sha256()
+    for path in sorted(files):
+        h.update(str(path.relative_to(root)).encode() + b"\0")
+        h.update(hashlib.sha256(path.read_bytes()).digest())
+    return h.hexdigest()
+
+
+def _compiler_identity() -> str:
+    try:
+        out = subprocess.run(
+            [CC, "--version"], capture_output=True, text=True, check=False, timeout=30
+        )
+    except OSError as exc:
+        raise PybridgeError(f"no C compiler at {CC} ({exc}); install gcc") from None
+    return out.stdout.splitlines()[0] if out.stdout else "unknown"
+
+
+def _make_read_only(root: Path) -> None:
+    for dirpath, dirnames, filenames in os.walk(root):
+        for name in filenames:
+            os.chmod(Path(dirpath, name), 0o444)
+        os.chmod(dirpath, 0o555)
+
+
+class Bindings:
+    def __init__(self, pipeline: Pipeline) -> None:
+        self.p = pipeline
+        self.sites_dir = pipeline.cache_dir / "sites"
+        self._cc: str | None = None
+
+    # -- sites -----------------------------------------------------------------------------
+
+    def site_path(self, wheel_blake3: str) -> Path:
+        return self.sites_dir / f"{wheel_blake3}-v{BINDINGS_VERSION}"
+
+    async def unpack(self, name: str, record: Mapping[str, Any]) -> Path:
+        """The read-only site directory of one wheel (made once, then shared)."""
+        site = self.site_path(record["blake3"])
+        if site.is_dir():
+            self.p.stats.cache_hits += 1
+            self.p.sink.emit(StageEvent("cached", "unpack", name))
+            return site
+        staging = self.p.work / uuid.uuid4().hex
+        staging.mkdir(parents=True)
+        try:
+            shutil.copyfile(self.p.store.path_of(record["blake3"]), staging / record["filename"])
+            _, out = await self.p._run(
+                StageId("unpack", name), StageKind.SYNTHESIS, "unpack",
+                {"wheel": f"{{in:wheel}}/{record['filename']}"},
+                IntakeRules(suffixes=None, max_files=100_000, max_depth=48,
+                            max_file_size=1 << 30, max_total_size=4 << 30, read_data=False),
+                module=UNPACK_RUNNER, inputs={"wheel": staging},
+            )  # fmt: skip
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+        site.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            os.rename(out / "site", site)  # intake passed and the stage is dead: adopt it
+        except OSError:
+            if not site.is_dir():  # another lock adopted the same wheel first: fine
+                raise
+        shutil.rmtree(out, ignore_errors=True)
+        _make_read_only(site)
+        return site
+
+    # -- capabilities ----------------------------------------------------------------------
+
+    async def capabilities(
+        self, name: str, record: Mapping[str, Any], site: Path
+    ) -> dict[str, list[str]]:
+        top = record["metadata"]["top_level"]
+        key = cache_key(
+            stage="caps",
+            v=BINDINGS_VERSION,
+            wheel=record["blake3"],
+            top=top,
+            code=code_identity("mochi_pybridge.runners.bindings.capabilities"),
+        )
+        cached = self.p.store.get_result(key)
+        if cached is not None:
+            self.p.stats.cache_hits += 1
+            return dict(cached["capabilities"])
+        value, out = await self.p._run(
+            StageId("capabilities", name), StageKind.SYNTHESIS, "capabilities",
+            {"site": "{in:site}", "top_level": top},
+            IntakeRules(suffixes=frozenset(), max_files=0),
+            module=SYNTHESIS_RUNNER, inputs={"site": site},
+        )  # fmt: skip
+        shutil.rmtree(out, ignore_errors=True)
+        caps = {str(k): [str(e) for e in v] for k, v in dict(value["capabilities"]).items()}
+        self.p.store.put_result(key, {"capabilities": caps}, [])
+        return caps
+
+    def check_capabilities(self, name: str, caps: Mapping[str, list[str]]) -> None:
+        allowed = self.p.manifest.capabilities
+        for cap, evidence in sorted(caps.items()):
+            if cap in allowed and not allowed[cap]:
+                raise CapabilityRefused(
+                    f"{name} needs capability `{cap}`, which mochi.toml's [python.capabilities] "
+                    f"does not allow ({cap} = false). Evidence: {'; '.join(evidence[:3])}. "
+                    f"Allow it ({cap} = true) or drop the dependency."
+                )
+
+    # -- stub ladder -----------------------------------------------------------------------
+
+    async def stubs(self, pkg: ResolvedPackage, record: Mapping[str, Any], module: str,
+                    sites: Mapping[str, Path], records: Mapping[str, Mapping[str, Any]],
+                    resolved: Mapping[str, ResolvedPackage]) -> tuple[str, str | None, Path, str]:  # fmt: skip
+        """(provenance, source distribution, stub root, stub suffix) — first tier that hits."""
+        site = sites[pkg.name]
+        marker = site / module / "py.typed"
+        if marker.is_file():
+            return "inline", f"{pkg.name} {pkg.version}", site, ""
+        for candidate in (f"{pkg.name}-stubs", f"{module.replace('_', '-')}-stubs"):
+            if candidate in sites and (sites[candidate] / f"{module}-stubs").is_dir():
+                return (
+                    "stubs-package",
+                    f"{candidate} {resolved[candidate].version}",
+                    sites[candidate],
+                    "-stubs",
+                )
+        typeshed = await self._typeshed(pkg, module)
+        if typeshed is not None:
+            return typeshed
+        if self.p.manifest.stubgen_fallback == "deny":
+            raise PybridgeError(
+                f"{pkg.name} is untyped (no py.typed, no stubs package, no types-{pkg.name}) and "
+                'mochi.toml sets stubgen.fallback = "deny"'
+            )
+        return "stubgen", None, await self._stubgen(pkg, record, module, sites), ""
+
+    async def _typeshed(
+        self, pkg: ResolvedPackage, module: str
+    ) -> tuple[str, str | None, Path, str] | None:
+        requirement = f"types-{pkg.name}"
+        absent_key = cache_key(stage="typeshed-absent", requirement=requirement,
+                               indexes=[i.url for i in self.p.manifest.indexes])  # fmt: skip
+        if self.p.store.get_result(absent_key) is not None:
+            self.p.stats.cache_hits += 1
+            return None
+        try:
+            found = await self.p.resolve(requirements=[requirement], label=requirement)
+        except StageFailed:
+            # No such distribution on the index (remembered: `update` clears nothing, but a
+            # new version of the package changes nothing here either).
+            self.p.store.put_result(absent_key, {"absent": True}, [])
+            return None
+        assert found is not None
+        stub_pkg = next((r for r in found if r.name == requirement), None)
+        if stub_pkg is None:
+            return None
+        stub_record = await self.p.fetch(stub_pkg)
+        assert stub_record is not None
+        site = await self.unpack(stub_pkg.name, stub_record)
+        if not (site / f"{module}-stubs").is_dir():
+            return None
+        return "typeshed", f"{stub_pkg.name} {stub_pkg.version}", site, "-stubs"
+
+    async def _stubgen(self, pkg: ResolvedPackage, record: Mapping[str, Any], module: str,
+                       sites: Mapping[str, Path]) -> Path:  # fmt: skip
+        native = any(p.suffix == ".so" for p in sites[pkg.name].rglob("*.so"))
+        key = cache_key(stage="stubgen", v=BINDINGS_VERSION, code=code_identity(STUBGEN_RUNNER),
+                        wheel=record["blake3"], module=module,
+                        sites=sorted(str(s.name) for s in sites.values()),
+                        inspect=self.p.manifest.stubgen_inspect_mode)  # fmt: skip
+        target = self.p.cache_dir / "stubgen" / key
+        if target.is_dir():
+            self.p.stats.cache_hits += 1
+            return target
+        names = sorted(sites)
+        inputs = {f"site{i}": sites[n] for i, n in enumerate(names)}
+        _, out = await self.p._run(
+            StageId("stubgen", pkg.name), StageKind.STUBGEN, "stubgen",
+            {"module": module, "paths": [f"{{in:site{i}}}" for i in range(len(names))],
+             "inspect_mode": self.p.manifest.stubgen_inspect_mode, "native": native},
+            IntakeRules(suffixes=frozenset({".pyi"}), max_files=20_000, max_file_size=8 << 20,
+                        max_total_size=256 << 20, read_data=False),
+            module=STUBGEN_RUNNER, inputs=inputs,
+        )  # fmt: skip
+        target.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            os.rename(out / "stubs", target)
+        except OSError:
+            if not target.is_dir():
+                raise
+        shutil.rmtree(out, ignore_errors=True)
+        _make_read_only(target)
+        return target
+
+    # -- synthesis and compile -------------------------------------------------------------
+
+    async def synthesize(self, pkg: ResolvedPackage, module: str, alias: str, root: Path,
+                         suffix: str, refuse: Mapping[str, str] | None) -> dict[str, bytes]:  # fmt: skip
+        stub_files = [p for p in root.rglob("*") if p.suffix in (".pyi", ".py") and p.is_file()]
+        options = {
+            "module": module, "alias": alias, "package": pkg.name, "version": pkg.version,
+            "int_mode": self.p.manifest.int_mode, "allow_partial": self.p.manifest.allow_partial,
+            "strict_returns": self.p.manifest.strict_return_types, "stub_suffix": suffix,
+            "refuse": refuse,
+        }  # fmt: skip
+        key = cache_key(stage="synthesis", v=BINDINGS_VERSION,
+                        code=code_identity(SYNTHESIS_RUNNER, "mochi_pybridge.runners.bindings"),
+                        stubs=_tree_sha256(root, stub_files), options=options)  # fmt: skip
+        cached = self.p.store.get_result(key)
+        if cached is not None:
+            self.p.stats.cache_hits += 1
+            return {n: self.p.store.get(d) for n, d in cached["files"].items()}
+        _, out = await self.p._run(
+            StageId("synthesis", pkg.name), StageKind.SYNTHESIS, "synthesize",
+            {**options, "stub_roots": ["{in:stubs}"]},
+            IntakeRules(suffixes=WRAPPER_SUFFIXES, max_files=8, max_file_size=64 << 20),
+            module=SYNTHESIS_RUNNER, inputs={"stubs": root},
+        )  # fmt: skip
+        files = {f.path.name: f.data for f in intake(out, IntakeRules(suffixes=WRAPPER_SUFFIXES, max_files=8,
+                                                                      max_file_size=64 << 20))}  # fmt: skip
+        shutil.rmtree(out, ignore_errors=True)
+        digests = {n: self.p.store.put(d) for n, d in files.items()}
+        self.p.store.put_result(key, {"files": digests}, list(digests.values()))
+        return files
+
+    async def compile(self, pkg: ResolvedPackage, module: str, c_source: bytes) -> bytes:
+        if self._cc is None:
+            self._cc = _compiler_identity()
+        name = module.replace(".", "_")
+        include = sysconfig.get_paths()["include"]
+        key = cache_key(stage="compile", v=BINDINGS_VERSION, source=hashlib.sha256(c_source).hexdigest(),
+                        cc=self._cc, flags=CFLAGS, include=include)  # fmt: skip
+        cached = self.p.store.get_result(key)
+        if cached is not None:
+            self.p.stats.cache_hits += 1
+            return self.p.store.get(cached["so"])
+        staging = self.p.work / uuid.uuid4().hex
+        staging.mkdir(parents=True)
+        try:
+            (staging / f"_mochi_{name}.c").write_bytes(c_source)
+            output_name = f"_mochi_{name}.abi3.so"
+            _, out = await self.p._run(
+                StageId("compile", pkg.name), StageKind.COMPILE, "compile",
+                {"source": f"{{in:src}}/_mochi_{name}.c", "output_name": output_name, "cc": CC,
+                 "flags": list(CFLAGS), "include": include},
+                IntakeRules(suffixes=frozenset({".so"}), max_files=1, max_file_size=64 << 20),
+                module=COMPILE_RUNNER, inputs={"src": staging},
+            )  # fmt: skip
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+        data = (out / output_name).read_bytes()
+        shutil.rmtree(out, ignore_errors=True)
+        digest = self.p.store.put(data)
+        self.p.store.put_result(key, {"so": digest}, [digest])
+        return data
+
+    async def bind(self, pkg: ResolvedPackage, record: Mapping[str, Any],
+                   imports: Sequence[tuple[str, str]],
+                   sites: Mapping[str, Path], records: Mapping[str, Mapping[str, Any]],
+                   resolved: Mapping[str, ResolvedPackage],
+                   caps: Mapping[str, list[str]]) -> PackageBindings:  # fmt: skip
+        from mochi_pybridge.kernel.pipeline import module_name
+
+        # The ladder works per distribution, on its main module.
+        module = module_name(pkg.name, record["metadata"]["top_level"]) or pkg.name.replace(
+            "-", "_"
+        )
+        refuse: dict[str, str] | None = None
+        if caps.get("trio"):
+            refuse = {
+                "token": "SkipIncompatibleAsyncRuntime",
+                "detail": f"{module} imports trio ({caps['trio'][0]}); only asyncio bridges",
+            }
+        try:
+            provenance, source, root, suffix = await self.stubs(
+                pkg, record, module, sites, records, resolved
+            )
+        except StageFailed as exc:
+            # stubgen could not import the package: the package is skipped, the lock goes on.
+            token = str(exc.details.get("skip", "SkipImportTimeError"))
+            refuse = {"token": token, "detail": exc.diagnostics().splitlines()[0]}
+            provenance, source, root, suffix = "stubgen", None, sites[pkg.name], ""
+        stub_dir = root / f"{module}{suffix}" if (root / f"{module}{suffix}").is_dir() else root
+        stub_files = [p for p in stub_dir.rglob("*") if p.suffix in (".pyi", ".py") and p.is_file()]
+        if not stub_files:
+            single = [
+                p for p in (root / f"{module}{suffix}.pyi", root / f"{module}.py") if p.is_file()
+            ]
+            stub_files = single
+        stub_sha = _tree_sha256(root, stub_files) if stub_files else hashlib.sha256(b"").hexdigest()
+        wrappers = []
+        wrapper_hash = hashlib.sha256()
+        skipped = 0
+        for alias, target in imports:
+            files = await self.synthesize(pkg, target, alias, root, suffix, refuse)
+            name = target.replace(".", "_")
+            so = await self.compile(pkg, target, files[f"_mochi_{name}.c"])
+            summary = json.loads(files.pop("summary.json"))
+            skipped += int(summary["skipped"])
+            for fname in sorted(files):
+                if fname != "SKIPPED.txt":
+                    wrapper_hash.update(
+                        fname.encode() + b"\0" + hashlib.sha256(files[fname]).digest()
+                    )
+            wrappers.append(WrapperFiles(alias, target, {**files, f"_mochi_{name}.abi3.so": so}))
+        return PackageBindings(
+            provenance, source, stub_sha, wrapper_hash.hexdigest(), skipped, wrappers
+        )
+
+
+def write_python_wrap(project: Path, wrappers: Sequence[WrapperFiles]) -> None:
+    """Replace python_wrap/ALIAS/ directories whole: build aside, then swap."""
+    root = project / "python_wrap"
+    root.mkdir(exist_ok=True)
+    wanted = {w.alias for w in wrappers}
+    for wrapper in wrappers:
+        fresh = root / f".{wrapper.alias}.new-{uuid.uuid4().hex[:8]}"
+        fresh.mkdir()
+        for fname, data in sorted(wrapper.files.items()):
+            path = fresh / fname
+            path.write_bytes(data)
+            if fname.endswith(".so"):
+                path.chmod(path.stat().st_mode | stat.S_IXUSR)
+        final = root / wrapper.alias
+        old = root / f".{wrapper.alias}.old-{uuid.uuid4().hex[:8]}"
+        if final.exists():
+            os.rename(final, old)
+        os.rename(fresh, final)
+        shutil.rmtree(old, ignore_errors=True)
+    for child in root.iterdir():
+        if child.is_dir() and not child.name.startswith(".") and child.name not in wanted:
+            shutil.rmtree(child)
+
+
+__all__ = ["Bindings", "PackageBindings", "WrapperFiles", "sys", "write_python_wrap"]
