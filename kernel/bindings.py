@@ -39,8 +39,16 @@ SYNTHESIS_RUNNER = "mochi_pybridge.runners.synthesis"
 COMPILE_RUNNER = "mochi_pybridge.runners.compile"
 CC = "/usr/bin/cc"
 # Fixed by the kernel: the package has no say in how its wrapper is compiled.
-CFLAGS = ("-shared", "-fPIC", "-O2", "-g0", "-fno-ident", "-ffile-prefix-map=/in/src=.",
-          "-Wall", "-Werror=implicit-function-declaration")  # fmt: skip
+CFLAGS = (
+    "-shared",
+    "-fPIC",
+    "-O2",
+    "-g0",
+    "-fno-ident",
+    "-ffile-prefix-map=/in/src=.",
+    "-Wall",
+    "-Werror=implicit-function-declaration",
+)
 WRAPPER_SUFFIXES = frozenset({".mochi", ".py", ".pyi", ".c", ".txt", ".json"})
 
 
@@ -83,11 +91,16 @@ def _compiler_identity() -> str:
     return out.stdout.splitlines()[0] if out.stdout else "unknown"
 
 
+def _stub_files(root: Path) -> list[Path]:
+    return [p for p in root.rglob("*") if p.suffix in (".pyi", ".py") and p.is_file()]
+
+
 def _make_read_only(root: Path) -> None:
-    for dirpath, dirnames, filenames in os.walk(root):
+    """Shared caches are never written after they are made (not by us, not by a stage)."""
+    for dirpath, _, filenames in os.walk(root):
         for name in filenames:
             os.chmod(Path(dirpath, name), 0o444)
-        os.chmod(dirpath, 0o555)
+        os.chmod(dirpath, 0o555)  # noqa: S103 (read and traverse only)
 
 
 class Bindings:
@@ -113,12 +126,21 @@ class Bindings:
         try:
             shutil.copyfile(self.p.store.path_of(record["blake3"]), staging / record["filename"])
             _, out = await self.p._run(
-                StageId("unpack", name), StageKind.SYNTHESIS, "unpack",
+                StageId("unpack", name),
+                StageKind.SYNTHESIS,
+                "unpack",
                 {"wheel": f"{{in:wheel}}/{record['filename']}"},
-                IntakeRules(suffixes=None, max_files=100_000, max_depth=48,
-                            max_file_size=1 << 30, max_total_size=4 << 30, read_data=False),
-                module=UNPACK_RUNNER, inputs={"wheel": staging},
-            )  # fmt: skip
+                IntakeRules(
+                    suffixes=None,
+                    max_files=100_000,
+                    max_depth=48,
+                    max_file_size=1 << 30,
+                    max_total_size=4 << 30,
+                    read_data=False,
+                ),
+                module=UNPACK_RUNNER,
+                inputs={"wheel": staging},
+            )
         finally:
             shutil.rmtree(staging, ignore_errors=True)
         site.parent.mkdir(parents=True, exist_ok=True)
@@ -149,11 +171,14 @@ class Bindings:
             self.p.stats.cache_hits += 1
             return dict(cached["capabilities"])
         value, out = await self.p._run(
-            StageId("capabilities", name), StageKind.SYNTHESIS, "capabilities",
+            StageId("capabilities", name),
+            StageKind.SYNTHESIS,
+            "capabilities",
             {"site": "{in:site}", "top_level": top},
             IntakeRules(suffixes=frozenset(), max_files=0),
-            module=SYNTHESIS_RUNNER, inputs={"site": site},
-        )  # fmt: skip
+            module=SYNTHESIS_RUNNER,
+            inputs={"site": site},
+        )
         shutil.rmtree(out, ignore_errors=True)
         caps = {str(k): [str(e) for e in v] for k, v in dict(value["capabilities"]).items()}
         self.p.store.put_result(key, {"capabilities": caps}, [])
@@ -171,9 +196,15 @@ class Bindings:
 
     # -- stub ladder -----------------------------------------------------------------------
 
-    async def stubs(self, pkg: ResolvedPackage, record: Mapping[str, Any], module: str,
-                    sites: Mapping[str, Path], records: Mapping[str, Mapping[str, Any]],
-                    resolved: Mapping[str, ResolvedPackage]) -> tuple[str, str | None, Path, str]:  # fmt: skip
+    async def stubs(
+        self,
+        pkg: ResolvedPackage,
+        record: Mapping[str, Any],
+        module: str,
+        sites: Mapping[str, Path],
+        records: Mapping[str, Mapping[str, Any]],
+        resolved: Mapping[str, ResolvedPackage],
+    ) -> tuple[str, str | None, Path, str]:
         """(provenance, source distribution, stub root, stub suffix) — first tier that hits."""
         site = sites[pkg.name]
         marker = site / module / "py.typed"
@@ -201,8 +232,11 @@ class Bindings:
         self, pkg: ResolvedPackage, module: str
     ) -> tuple[str, str | None, Path, str] | None:
         requirement = f"types-{pkg.name}"
-        absent_key = cache_key(stage="typeshed-absent", requirement=requirement,
-                               indexes=[i.url for i in self.p.manifest.indexes])  # fmt: skip
+        absent_key = cache_key(
+            stage="typeshed-absent",
+            requirement=requirement,
+            indexes=[i.url for i in self.p.manifest.indexes],
+        )
         if self.p.store.get_result(absent_key) is not None:
             self.p.stats.cache_hits += 1
             return None
@@ -224,13 +258,23 @@ class Bindings:
             return None
         return "typeshed", f"{stub_pkg.name} {stub_pkg.version}", site, "-stubs"
 
-    async def _stubgen(self, pkg: ResolvedPackage, record: Mapping[str, Any], module: str,
-                       sites: Mapping[str, Path]) -> Path:  # fmt: skip
+    async def _stubgen(
+        self,
+        pkg: ResolvedPackage,
+        record: Mapping[str, Any],
+        module: str,
+        sites: Mapping[str, Path],
+    ) -> Path:
         native = any(p.suffix == ".so" for p in sites[pkg.name].rglob("*.so"))
-        key = cache_key(stage="stubgen", v=BINDINGS_VERSION, code=code_identity(STUBGEN_RUNNER),
-                        wheel=record["blake3"], module=module,
-                        sites=sorted(str(s.name) for s in sites.values()),
-                        inspect=self.p.manifest.stubgen_inspect_mode)  # fmt: skip
+        key = cache_key(
+            stage="stubgen",
+            v=BINDINGS_VERSION,
+            code=code_identity(STUBGEN_RUNNER),
+            wheel=record["blake3"],
+            module=module,
+            sites=sorted(str(s.name) for s in sites.values()),
+            inspect=self.p.manifest.stubgen_inspect_mode,
+        )
         target = self.p.cache_dir / "stubgen" / key
         if target.is_dir():
             self.p.stats.cache_hits += 1
@@ -238,13 +282,25 @@ class Bindings:
         names = sorted(sites)
         inputs = {f"site{i}": sites[n] for i, n in enumerate(names)}
         _, out = await self.p._run(
-            StageId("stubgen", pkg.name), StageKind.STUBGEN, "stubgen",
-            {"module": module, "paths": [f"{{in:site{i}}}" for i in range(len(names))],
-             "inspect_mode": self.p.manifest.stubgen_inspect_mode, "native": native},
-            IntakeRules(suffixes=frozenset({".pyi"}), max_files=20_000, max_file_size=8 << 20,
-                        max_total_size=256 << 20, read_data=False),
-            module=STUBGEN_RUNNER, inputs=inputs,
-        )  # fmt: skip
+            StageId("stubgen", pkg.name),
+            StageKind.STUBGEN,
+            "stubgen",
+            {
+                "module": module,
+                "paths": [f"{{in:site{i}}}" for i in range(len(names))],
+                "inspect_mode": self.p.manifest.stubgen_inspect_mode,
+                "native": native,
+            },
+            IntakeRules(
+                suffixes=frozenset({".pyi"}),
+                max_files=20_000,
+                max_file_size=8 << 20,
+                max_total_size=256 << 20,
+                read_data=False,
+            ),
+            module=STUBGEN_RUNNER,
+            inputs=inputs,
+        )
         target.parent.mkdir(parents=True, exist_ok=True)
         try:
             os.rename(out / "stubs", target)
@@ -257,30 +313,53 @@ class Bindings:
 
     # -- synthesis and compile -------------------------------------------------------------
 
-    async def synthesize(self, pkg: ResolvedPackage, module: str, alias: str, root: Path,
-                         suffix: str, refuse: Mapping[str, str] | None) -> dict[str, bytes]:  # fmt: skip
-        stub_files = [p for p in root.rglob("*") if p.suffix in (".pyi", ".py") and p.is_file()]
+    async def synthesize(
+        self,
+        pkg: ResolvedPackage,
+        module: str,
+        alias: str,
+        root: Path,
+        suffix: str,
+        refuse: Mapping[str, str] | None,
+    ) -> dict[str, bytes]:
+        stub_files = _stub_files(root)
         options = {
-            "module": module, "alias": alias, "package": pkg.name, "version": pkg.version,
-            "int_mode": self.p.manifest.int_mode, "allow_partial": self.p.manifest.allow_partial,
-            "strict_returns": self.p.manifest.strict_return_types, "stub_suffix": suffix,
+            "module": module,
+            "alias": alias,
+            "package": pkg.name,
+            "version": pkg.version,
+            "int_mode": self.p.manifest.int_mode,
+            "allow_partial": self.p.manifest.allow_partial,
+            "strict_returns": self.p.manifest.strict_return_types,
+            "stub_suffix": suffix,
             "refuse": refuse,
-        }  # fmt: skip
-        key = cache_key(stage="synthesis", v=BINDINGS_VERSION,
-                        code=code_identity(SYNTHESIS_RUNNER, "mochi_pybridge.runners.bindings"),
-                        stubs=_tree_sha256(root, stub_files), options=options)  # fmt: skip
+        }
+        key = cache_key(
+            stage="synthesis",
+            v=BINDINGS_VERSION,
+            code=code_identity(SYNTHESIS_RUNNER, "mochi_pybridge.runners.bindings"),
+            stubs=_tree_sha256(root, stub_files),
+            options=options,
+        )
         cached = self.p.store.get_result(key)
         if cached is not None:
             self.p.stats.cache_hits += 1
             return {n: self.p.store.get(d) for n, d in cached["files"].items()}
         _, out = await self.p._run(
-            StageId("synthesis", pkg.name), StageKind.SYNTHESIS, "synthesize",
+            StageId("synthesis", pkg.name),
+            StageKind.SYNTHESIS,
+            "synthesize",
             {**options, "stub_roots": ["{in:stubs}"]},
             IntakeRules(suffixes=WRAPPER_SUFFIXES, max_files=8, max_file_size=64 << 20),
-            module=SYNTHESIS_RUNNER, inputs={"stubs": root},
-        )  # fmt: skip
-        files = {f.path.name: f.data for f in intake(out, IntakeRules(suffixes=WRAPPER_SUFFIXES, max_files=8,
-                                                                      max_file_size=64 << 20))}  # fmt: skip
+            module=SYNTHESIS_RUNNER,
+            inputs={"stubs": root},
+        )
+        files = {
+            f.path.name: f.data
+            for f in intake(
+                out, IntakeRules(suffixes=WRAPPER_SUFFIXES, max_files=8, max_file_size=64 << 20)
+            )
+        }
         shutil.rmtree(out, ignore_errors=True)
         digests = {n: self.p.store.put(d) for n, d in files.items()}
         self.p.store.put_result(key, {"files": digests}, list(digests.values()))
@@ -291,8 +370,14 @@ class Bindings:
             self._cc = _compiler_identity()
         name = module.replace(".", "_")
         include = sysconfig.get_paths()["include"]
-        key = cache_key(stage="compile", v=BINDINGS_VERSION, source=hashlib.sha256(c_source).hexdigest(),
-                        cc=self._cc, flags=CFLAGS, include=include)  # fmt: skip
+        key = cache_key(
+            stage="compile",
+            v=BINDINGS_VERSION,
+            source=hashlib.sha256(c_source).hexdigest(),
+            cc=self._cc,
+            flags=CFLAGS,
+            include=include,
+        )
         cached = self.p.store.get_result(key)
         if cached is not None:
             self.p.stats.cache_hits += 1
@@ -303,12 +388,20 @@ class Bindings:
             (staging / f"_mochi_{name}.c").write_bytes(c_source)
             output_name = f"_mochi_{name}.abi3.so"
             _, out = await self.p._run(
-                StageId("compile", pkg.name), StageKind.COMPILE, "compile",
-                {"source": f"{{in:src}}/_mochi_{name}.c", "output_name": output_name, "cc": CC,
-                 "flags": list(CFLAGS), "include": include},
+                StageId("compile", pkg.name),
+                StageKind.COMPILE,
+                "compile",
+                {
+                    "source": f"{{in:src}}/_mochi_{name}.c",
+                    "output_name": output_name,
+                    "cc": CC,
+                    "flags": list(CFLAGS),
+                    "include": include,
+                },
                 IntakeRules(suffixes=frozenset({".so"}), max_files=1, max_file_size=64 << 20),
-                module=COMPILE_RUNNER, inputs={"src": staging},
-            )  # fmt: skip
+                module=COMPILE_RUNNER,
+                inputs={"src": staging},
+            )
         finally:
             shutil.rmtree(staging, ignore_errors=True)
         data = (out / output_name).read_bytes()
@@ -317,11 +410,16 @@ class Bindings:
         self.p.store.put_result(key, {"so": digest}, [digest])
         return data
 
-    async def bind(self, pkg: ResolvedPackage, record: Mapping[str, Any],
-                   imports: Sequence[tuple[str, str]],
-                   sites: Mapping[str, Path], records: Mapping[str, Mapping[str, Any]],
-                   resolved: Mapping[str, ResolvedPackage],
-                   caps: Mapping[str, list[str]]) -> PackageBindings:  # fmt: skip
+    async def bind(
+        self,
+        pkg: ResolvedPackage,
+        record: Mapping[str, Any],
+        imports: Sequence[tuple[str, str]],
+        sites: Mapping[str, Path],
+        records: Mapping[str, Mapping[str, Any]],
+        resolved: Mapping[str, ResolvedPackage],
+        caps: Mapping[str, list[str]],
+    ) -> PackageBindings:
         from mochi_pybridge.kernel.pipeline import module_name
 
         # The ladder works per distribution, on its main module.

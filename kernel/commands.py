@@ -66,8 +66,9 @@ async def run_lock(
     project: Path = args.project.resolve()
     started = time.monotonic()
     manifest = load_manifest(project)
-    pipeline = Pipeline(manifest, args.cache_dir, sink, jobs=args.jobs,
-                        unsafe_no_sandbox=args.unsafe_no_sandbox)  # fmt: skip
+    pipeline = Pipeline(
+        manifest, args.cache_dir, sink, jobs=args.jobs, unsafe_no_sandbox=args.unsafe_no_sandbox
+    )
     async with project_lock(project, wait=not getattr(args, "no_wait", False)):
         data = await pipeline.compute(upgrade=upgrade, upgrade_all=upgrade_all, dry_run=dry_run)
         drift: list[str] = []
@@ -85,8 +86,14 @@ async def run_lock(
                 if drift or not (project / PYLOCK_NAME).exists():
                     write_outputs(project, data)
                     wrote = True
-    return LockReport(data, wrote, drift, time.monotonic() - started,
-                      pipeline.stats.runners_started, pipeline.stats.cache_hits)  # fmt: skip
+    return LockReport(
+        data,
+        wrote,
+        drift,
+        time.monotonic() - started,
+        pipeline.stats.runners_started,
+        pipeline.stats.cache_hits,
+    )
 
 
 def _run(args: argparse.Namespace, **kwargs: object) -> LockReport:
@@ -169,9 +176,12 @@ def cmd_sync(args: argparse.Namespace) -> int:
             "mochi.lock does not match what mochi.toml resolves to; run `mochi-pybridge lock`:\n  "
             + "\n  ".join(report.drift)
         )
-    _say(args, f"{len(data.packages)} locked wheels present and verified in the store "
-               f"({report.runners_started} fetched); python_wrap/ generation lands with the "
-               "bindings stage")  # fmt: skip
+    _say(
+        args,
+        f"{len(data.packages)} locked wheels present and verified in the store "
+        f"({report.runners_started} fetched); python_wrap/ generation lands with the "
+        "bindings stage",
+    )
     return int(ExitCode.OK)
 
 

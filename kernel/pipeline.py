@@ -44,8 +44,16 @@ VERIFY_RUNNER = "mochi_pybridge.runners.verify"
 RESOLVE_VERSION = 1
 FETCH_VERSION = 1
 VERIFY_VERSION = 1
-_TLS_VARS = ("SSL_CERT_FILE", "SSL_CERT_DIR", "HTTPS_PROXY", "HTTP_PROXY", "NO_PROXY",
-             "https_proxy", "http_proxy", "no_proxy")  # fmt: skip
+_TLS_VARS = (
+    "SSL_CERT_FILE",
+    "SSL_CERT_DIR",
+    "HTTPS_PROXY",
+    "HTTP_PROXY",
+    "NO_PROXY",
+    "https_proxy",
+    "http_proxy",
+    "no_proxy",
+)
 
 
 @dataclass(frozen=True)
@@ -128,8 +136,16 @@ class Pipeline:
 
         def progress(event: Progress | Log) -> None:
             if isinstance(event, Progress):
-                self.sink.emit(StageEvent("progress", stage.kind, stage.package, event.message,
-                                          event.done, event.total))  # fmt: skip
+                self.sink.emit(
+                    StageEvent(
+                        "progress",
+                        stage.kind,
+                        stage.package,
+                        event.message,
+                        event.done,
+                        event.total,
+                    )
+                )
             else:
                 self.sink.emit(StageEvent("log", stage.kind, stage.package, event.text))
 
@@ -140,10 +156,17 @@ class Pipeline:
                 ) if child.is_dir() and not child.is_symlink() else child.unlink()
             self.stats.runners_started += 1
             return await run_stage(
-                stage, policy, runner_argv(module), method, {**params, "out": "{out}"},
-                inputs=inputs, output_dir=out, on_progress=progress,
-                unsafe_no_sandbox=self.unsafe_no_sandbox, env=env,
-            )  # fmt: skip
+                stage,
+                policy,
+                runner_argv(module),
+                method,
+                {**params, "out": "{out}"},
+                inputs=inputs,
+                output_dir=out,
+                on_progress=progress,
+                unsafe_no_sandbox=self.unsafe_no_sandbox,
+                env=env,
+            )
 
         def retrying(number: int, exc: StageFailed, delay: float) -> None:
             text = f"attempt {number} failed ({exc.diagnostics()}); retrying in {delay:.1f}s"
@@ -153,12 +176,20 @@ class Pipeline:
             value = await with_retries(attempt, on_retry=retrying)
             intake(out, rules)
         except BaseException as exc:
-            self.sink.emit(StageEvent("fail", stage.kind, stage.package, _short(exc),
-                                      elapsed=time.monotonic() - started))  # fmt: skip
+            self.sink.emit(
+                StageEvent(
+                    "fail",
+                    stage.kind,
+                    stage.package,
+                    _short(exc),
+                    elapsed=time.monotonic() - started,
+                )
+            )
             shutil.rmtree(out, ignore_errors=True)
             raise
-        self.sink.emit(StageEvent("finish", stage.kind, stage.package,
-                                  elapsed=time.monotonic() - started))  # fmt: skip
+        self.sink.emit(
+            StageEvent("finish", stage.kind, stage.package, elapsed=time.monotonic() - started)
+        )
         return value, out
 
     # -- resolve ---------------------------------------------------------------------------
@@ -166,9 +197,15 @@ class Pipeline:
     def _requirements(self) -> list[str]:
         return [d.requirement() for d in self.manifest.dependencies]
 
-    async def resolve(self, *, upgrade: Sequence[str] = (), upgrade_all: bool = False,
-                      dry_run: bool = False, requirements: Sequence[str] | None = None,
-                      label: str = "*") -> list[ResolvedPackage] | None:  # fmt: skip
+    async def resolve(
+        self,
+        *,
+        upgrade: Sequence[str] = (),
+        upgrade_all: bool = False,
+        dry_run: bool = False,
+        requirements: Sequence[str] | None = None,
+        label: str = "*",
+    ) -> list[ResolvedPackage] | None:
         params = {
             "requirements": list(requirements)
             if requirements is not None
@@ -179,9 +216,12 @@ class Pipeline:
             "upgrade_all": upgrade_all,
         }
         key = cache_key(
-            stage="resolve", v=RESOLVE_VERSION, params=params,
-            requires_python=self.manifest.requires_python, tags=self._tags[:3],
-        )  # fmt: skip
+            stage="resolve",
+            v=RESOLVE_VERSION,
+            params=params,
+            requires_python=self.manifest.requires_python,
+            tags=self._tags[:3],
+        )
         cached = None if (upgrade or upgrade_all) else self.store.get_result(key)
         if dry_run:
             print(f"resolve: {'cached' if cached else 'would run uv in the fetch sandbox'}")
@@ -193,9 +233,12 @@ class Pipeline:
             resolved = json.loads(self.store.get(cached["resolved"]))
         else:
             _, out = await self._run(
-                StageId("resolve", label), StageKind.FETCH, "resolve", params,
+                StageId("resolve", label),
+                StageKind.FETCH,
+                "resolve",
+                params,
                 IntakeRules(suffixes=frozenset({".json"}), max_files=1, max_file_size=64 << 20),
-            )  # fmt: skip
+            )
             data = (out / "resolved.json").read_bytes()
             shutil.rmtree(out, ignore_errors=True)
             resolved = json.loads(data)
@@ -239,8 +282,12 @@ class Pipeline:
                     f"{record['filename']}, and mochi.toml sets require-attestations = true"
                 )
             return {"attestation": "absent"}
-        key = cache_key(stage="verify", v=VERIFY_VERSION, wheel=record["blake3"],
-                        provenance=record["provenance"])  # fmt: skip
+        key = cache_key(
+            stage="verify",
+            v=VERIFY_VERSION,
+            wheel=record["blake3"],
+            provenance=record["provenance"],
+        )
         cached = self.store.get_result(key)
         if cached is not None:
             self.stats.cache_hits += 1
@@ -259,10 +306,14 @@ class Pipeline:
             }
             try:
                 value, out = await self._run(
-                    StageId("verify", pkg.name), StageKind.SYNTHESIS, "attestation", params,
+                    StageId("verify", pkg.name),
+                    StageKind.SYNTHESIS,
+                    "attestation",
+                    params,
                     IntakeRules(suffixes=frozenset(), max_files=0),
-                    module=VERIFY_RUNNER, inputs={"dist": staging},
-                )  # fmt: skip
+                    module=VERIFY_RUNNER,
+                    inputs={"dist": staging},
+                )
             except StageFailed as exc:
                 if exc.code == "integrity":
                     raise IntegrityError(
@@ -282,8 +333,14 @@ class Pipeline:
     ) -> Mapping[str, Any] | None:
         wheel = self.choose_wheel(pkg)
         indexes = [i.url for i in self.manifest.indexes]
-        key = cache_key(stage="fetch", v=FETCH_VERSION, name=pkg.name, version=pkg.version,
-                        filename=wheel["filename"], indexes=indexes)  # fmt: skip
+        key = cache_key(
+            stage="fetch",
+            v=FETCH_VERSION,
+            name=pkg.name,
+            version=pkg.version,
+            filename=wheel["filename"],
+            indexes=indexes,
+        )
         cached = self.store.get_result(key)  # verifies every blob it names: not trusted
         if dry_run:
             print(
@@ -299,11 +356,18 @@ class Pipeline:
         for index_url in indexes:
             try:
                 value, out = await self._run(
-                    StageId("fetch", pkg.name), StageKind.FETCH, "download",
+                    StageId("fetch", pkg.name),
+                    StageKind.FETCH,
+                    "download",
                     {"name": pkg.name, "filename": wheel["filename"], "index_url": index_url},
-                    IntakeRules(suffixes=frozenset({".whl", ".provenance"}), max_files=2,
-                                max_file_size=2 << 30, max_total_size=2 << 30, read_data=False),
-                )  # fmt: skip
+                    IntakeRules(
+                        suffixes=frozenset({".whl", ".provenance"}),
+                        max_files=2,
+                        max_file_size=2 << 30,
+                        max_total_size=2 << 30,
+                        read_data=False,
+                    ),
+                )
             except StageFailed as exc:
                 if exc.code == "integrity" or "is not listed" not in str(exc):
                     raise
@@ -313,8 +377,15 @@ class Pipeline:
         assert last_error is not None
         raise last_error
 
-    def _ingest(self, pkg: ResolvedPackage, wheel: Mapping[str, Any], index_url: str,
-                value: Mapping[str, Any], out: Path, key: str) -> Mapping[str, Any]:  # fmt: skip
+    def _ingest(
+        self,
+        pkg: ResolvedPackage,
+        wheel: Mapping[str, Any],
+        index_url: str,
+        value: Mapping[str, Any],
+        out: Path,
+        key: str,
+    ) -> Mapping[str, Any]:
         """Check the stage's claims against the bytes themselves, then store them."""
         try:
             filename = wheel["filename"]
@@ -358,9 +429,10 @@ class Pipeline:
 
     # -- the whole lock --------------------------------------------------------------------
 
-    async def compute(self, *, upgrade: Sequence[str] = (), upgrade_all: bool = False,
-                      dry_run: bool = False) -> LockData | None:  # fmt: skip
-        """Resolve, fetch, verify, unpack, analyse and bind; the wrappers go to ``self.wrappers``."""
+    async def compute(
+        self, *, upgrade: Sequence[str] = (), upgrade_all: bool = False, dry_run: bool = False
+    ) -> LockData | None:
+        """Resolve, fetch, verify, unpack, analyse and bind (wrappers go to ``self.wrappers``)."""
         from mochi_pybridge.kernel.bindings import Bindings
 
         resolved = await self.resolve(upgrade=upgrade, upgrade_all=upgrade_all, dry_run=dry_run)
@@ -379,8 +451,9 @@ class Pipeline:
         package_specs = [StageSpec(f"pkg:{p.name}", "fetch", p.name) for p in resolved]
         bind_specs = [
             StageSpec(f"bind:{p.name}", "bind", p.name, tuple(s.key for s in package_specs))
-            for p in resolved if p.name in direct and not _is_stub_only(p.name)
-        ]  # fmt: skip
+            for p in resolved
+            if p.name in direct and not _is_stub_only(p.name)
+        ]
 
         async def execute(spec: StageSpec, deps: Mapping[str, Outcome]) -> Any:
             pkg = by_name[spec.package]
@@ -394,8 +467,9 @@ class Pipeline:
                 bindings.check_capabilities(pkg.name, caps[pkg.name])
                 return record
             imports = self._imports(pkg.name, records[pkg.name]["metadata"]["top_level"])
-            return await bindings.bind(pkg, records[pkg.name], imports, sites, records, by_name,
-                                       caps[pkg.name])  # fmt: skip
+            return await bindings.bind(
+                pkg, records[pkg.name], imports, sites, records, by_name, caps[pkg.name]
+            )
 
         run = await run_graph(package_specs + bind_specs, execute, jobs=self.jobs, fail_fast=True)
         failures = [run.outcomes[k].error for k in run.failed]
@@ -418,8 +492,13 @@ class Pipeline:
                     "give one of them another `as` name"
                 )
 
-    def _lock_data(self, resolved: list[ResolvedPackage], fetched: Mapping[str, Any],
-                   bound: Mapping[str, Any], caps: Mapping[str, Mapping[str, list[str]]]) -> LockData:  # fmt: skip
+    def _lock_data(
+        self,
+        resolved: list[ResolvedPackage],
+        fetched: Mapping[str, Any],
+        bound: Mapping[str, Any],
+        caps: Mapping[str, Mapping[str, list[str]]],
+    ) -> LockData:
         from mochi_pybridge.kernel.manifest import CAPABILITIES
 
         direct = {d.name for d in self.manifest.dependencies}
@@ -433,12 +512,14 @@ class Pipeline:
             }
             if pkg.name in bound:
                 b = bound[pkg.name]
-                extra.update({
-                    "stub-provenance": b.stub_provenance,
-                    "stub-sha256": b.stub_sha256,
-                    "wrapper-sha256": b.wrapper_sha256,
-                    "skipped": b.skipped,
-                })  # fmt: skip
+                extra.update(
+                    {
+                        "stub-provenance": b.stub_provenance,
+                        "stub-sha256": b.stub_sha256,
+                        "wrapper-sha256": b.wrapper_sha256,
+                        "skipped": b.skipped,
+                    }
+                )
                 if b.stub_source:
                     extra["stub-source"] = b.stub_source
             packages.append(
@@ -568,8 +649,11 @@ def _checked_metadata(pkg: ResolvedPackage, meta: object) -> dict[str, Any]:
         except InvalidRequirement:
             raise PybridgeError(f"{pkg.name}: invalid Requires-Dist {raw!s:.120}") from None
     top = [str(t) for t in meta.get("top_level", []) if str(t).isidentifier()]
-    return {"requires_dist": requires, "top_level": sorted(top),
-            "requires_python": str(meta.get("requires_python", ""))}  # fmt: skip
+    return {
+        "requires_dist": requires,
+        "top_level": sorted(top),
+        "requires_python": str(meta.get("requires_python", "")),
+    }
 
 
 __all__ = ["Pipeline", "PipelineStats", "ResolvedPackage", "__version__"]

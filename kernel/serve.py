@@ -92,8 +92,9 @@ def _namespace(params: Mapping[str, Any], defaults: argparse.Namespace) -> argpa
     )
 
 
-async def _lock(params: Mapping[str, Any], sink: ProgressSink, defaults: argparse.Namespace,
-                *, check: bool) -> dict[str, Any]:  # fmt: skip
+async def _lock(
+    params: Mapping[str, Any], sink: ProgressSink, defaults: argparse.Namespace, *, check: bool
+) -> dict[str, Any]:
     from mochi_pybridge.kernel.commands import run_lock
 
     report = await run_lock(_namespace(params, defaults), sink, check=check)
@@ -127,8 +128,9 @@ async def _sync(
 ) -> dict[str, Any]:
     result = await _lock(params, sink, defaults, check=True)
     if result["drift"]:
-        raise PybridgeError("mochi.lock does not match mochi.toml; run lock first: "
-                            + "; ".join(result["drift"]))  # fmt: skip
+        raise PybridgeError(
+            "mochi.lock does not match mochi.toml; run lock first: " + "; ".join(result["drift"])
+        )
     return result
 
 
@@ -184,11 +186,18 @@ async def serve(defaults: argparse.Namespace, stdin_fd: int, stdout_fd: int) -> 
                     answer = Result(id=request.id, value=value)
                 except PybridgeError as exc:
                     code = _CODES.get(exc.exit_code, "failed")
-                    answer = Error(id=request.id, code=code, message=exc.diagnostics()[:60000],
-                                   details={"exit_code": int(exc.exit_code)})  # fmt: skip
+                    answer = Error(
+                        id=request.id,
+                        code=code,
+                        message=exc.diagnostics()[:60000],
+                        details={"exit_code": int(exc.exit_code)},
+                    )
                 except Exception as exc:
-                    answer = Error(id=request.id, code="internal",
-                                   message=f"{type(exc).__name__}: {exc}"[:60000])  # fmt: skip
+                    answer = Error(
+                        id=request.id,
+                        code="internal",
+                        message=f"{type(exc).__name__}: {exc}"[:60000],
+                    )
             if scope.cancelled_caught:
                 answer = Error(id=request.id, code="cancelled", message="cancelled by the client")
             await trio.lowlevel.checkpoint()

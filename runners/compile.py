@@ -23,8 +23,14 @@ def compile_wrapper(request: Request, channel: RunnerChannel) -> Mapping[str, An
     p = request.params
     source = Path(p["source"])
     output = Path(p["out"]) / str(p["output_name"])
-    argv = [str(p["cc"]), *[str(f) for f in p["flags"]], f"-I{p['include']}",
-            str(source), "-o", str(output)]  # fmt: skip
+    argv = [
+        str(p["cc"]),
+        *[str(f) for f in p["flags"]],
+        f"-I{p['include']}",
+        str(source),
+        "-o",
+        str(output),
+    ]
     channel.progress(request.id, f"compiling {source.name}")
     done = subprocess.run(argv, capture_output=True, text=True, timeout=TIMEOUT, check=False)
     if done.returncode != 0:

@@ -85,13 +85,24 @@ def _uv_argv(params: Mapping[str, Any], requirements: Path, output: Path) -> lis
 
     indexes = list(params["indexes"])
     argv = [
-        find_uv_bin(), "pip", "compile", str(requirements),
-        "--only-binary", ":all:",
-        "--python-version", str(params["python_version"]),
-        "--format", "pylock.toml", "-o", str(output),
-        "--no-config", "--no-header", "--quiet",
-        "--index-url", indexes[0],
-    ]  # fmt: skip
+        find_uv_bin(),
+        "pip",
+        "compile",
+        str(requirements),
+        "--only-binary",
+        ":all:",
+        "--python-version",
+        str(params["python_version"]),
+        "--format",
+        "pylock.toml",
+        "-o",
+        str(output),
+        "--no-config",
+        "--no-header",
+        "--quiet",
+        "--index-url",
+        indexes[0],
+    ]
     for url in indexes[1:]:
         argv += ["--extra-index-url", url]
     for name in params.get("upgrade", []):
@@ -114,9 +125,13 @@ def _from_pylock(path: Path) -> list[dict[str, Any]]:
             for w in pkg.get("wheels", [])
         ]
         packages.append(
-            {"name": pkg["name"], "version": pkg["version"], "marker": pkg.get("marker", ""),
-             "wheels": wheels}
-        )  # fmt: skip
+            {
+                "name": pkg["name"],
+                "version": pkg["version"],
+                "marker": pkg.get("marker", ""),
+                "wheels": wheels,
+            }
+        )
     return packages
 
 
@@ -125,12 +140,26 @@ def _pip_resolve(params: Mapping[str, Any], requirements: Path, tmp: Path) -> li
     report = tmp / "pip-report.json"
     indexes = list(params["indexes"])
     argv = [
-        sys.executable, "-m", "pip", "install", "--dry-run", "--ignore-installed",
-        "--only-binary", ":all:", "--report", str(report), "--quiet",
-        "--target", str(tmp / "pip-target"),  # pip allows --python-version only with it
-        "--python-version", str(params["python_version"]), "--index-url", indexes[0],
-        "-r", str(requirements),
-    ]  # fmt: skip
+        sys.executable,
+        "-m",
+        "pip",
+        "install",
+        "--dry-run",
+        "--ignore-installed",
+        "--only-binary",
+        ":all:",
+        "--report",
+        str(report),
+        "--quiet",
+        "--target",
+        str(tmp / "pip-target"),  # pip allows --python-version only with it
+        "--python-version",
+        str(params["python_version"]),
+        "--index-url",
+        indexes[0],
+        "-r",
+        str(requirements),
+    ]
     for url in indexes[1:]:
         argv += ["--extra-index-url", url]
     done = subprocess.run(argv, capture_output=True, text=True, check=False, timeout=600)

@@ -70,8 +70,11 @@ def stubgen(request: Request, channel: RunnerChannel) -> Mapping[str, Any]:
         try:
             last = _stubgen(module, paths, out, inspect, env)
         except subprocess.TimeoutExpired:
-            raise RunnerFailure("failed", f"stubgen of {module} exceeded {TIMEOUT} s",
-                                {"skip": "SkipImportTimeError"}) from None  # fmt: skip
+            raise RunnerFailure(
+                "failed",
+                f"stubgen of {module} exceeded {TIMEOUT} s",
+                {"skip": "SkipImportTimeError"},
+            ) from None
         if last.returncode == 0 and any(out.rglob("*.pyi")):
             return {"mode": "inspect" if inspect else "static", "log": last.stderr[-2000:]}
     assert last is not None

@@ -37,8 +37,12 @@ def synthesis(request: Request, channel: RunnerChannel) -> Mapping[str, Any]:
     else:
         plan = synthesize(tree, module, alias, options)
 
-    outputs = render_all(plan, str(p["package"]), str(p["version"]),
-                         strict_returns=bool(p.get("strict_returns", True)))  # fmt: skip
+    outputs = render_all(
+        plan,
+        str(p["package"]),
+        str(p["version"]),
+        strict_returns=bool(p.get("strict_returns", True)),
+    )
     name = module.replace(".", "_")
     out = Path(p["out"])
     (out / f"{name}_shim.mochi").write_text(outputs.shim)

@@ -12,21 +12,53 @@ MAX_FILE = 4 * 1024 * 1024
 MAX_FILES = 20_000
 
 _IMPORTS = {
-    "net": ("socket", "ssl", "http", "urllib", "urllib3", "requests", "httpx", "aiohttp",
-            "ftplib", "smtplib", "asyncio.streams", "websockets"),
+    "net": (
+        "socket",
+        "ssl",
+        "http",
+        "urllib",
+        "urllib3",
+        "requests",
+        "httpx",
+        "aiohttp",
+        "ftplib",
+        "smtplib",
+        "asyncio.streams",
+        "websockets",
+    ),
     "fs": ("shutil", "tempfile", "glob", "pathlib", "io", "zipfile", "tarfile"),
     "proc": ("subprocess", "multiprocessing", "pty", "concurrent.futures.process"),
     "ctypes": ("ctypes", "cffi", "_cffi_backend"),
     # Not a capability: trio's cancellation model cannot be bridged (SkipIncompatibleAsyncRuntime).
     "trio": ("trio",),
-}  # fmt: skip
+}
 _CALLS = {
-    "fs": ("open", "os.open", "os.remove", "os.unlink", "os.mkdir", "os.makedirs", "os.rename",
-           "os.listdir", "os.walk", "os.scandir"),
-    "proc": ("os.system", "os.popen", "os.fork", "os.execv", "os.execve", "os.execvp",
-             "os.spawnv", "os.spawnl", "os.posix_spawn", "os.kill"),
+    "fs": (
+        "open",
+        "os.open",
+        "os.remove",
+        "os.unlink",
+        "os.mkdir",
+        "os.makedirs",
+        "os.rename",
+        "os.listdir",
+        "os.walk",
+        "os.scandir",
+    ),
+    "proc": (
+        "os.system",
+        "os.popen",
+        "os.fork",
+        "os.execv",
+        "os.execve",
+        "os.execvp",
+        "os.spawnv",
+        "os.spawnl",
+        "os.posix_spawn",
+        "os.kill",
+    ),
     "monkey-patch": ("setattr",),
-}  # fmt: skip
+}
 _NATIVE = (".so", ".pyd", ".dylib")
 
 

@@ -28,8 +28,15 @@ class Scalar(MochiType):
         return self.name
 
     def descriptor(self) -> str:
-        return {"int": "i", "bigint": "I", "float": "f", "bool": "b", "string": "s",
-                "bytes": "y", "any": "a"}[self.name]  # fmt: skip
+        return {
+            "int": "i",
+            "bigint": "I",
+            "float": "f",
+            "bool": "b",
+            "string": "s",
+            "bytes": "y",
+            "any": "a",
+        }[self.name]
 
 
 @dataclass(frozen=True, slots=True)

@@ -150,7 +150,10 @@ def _func(node: ast.FunctionDef | ast.AsyncFunctionDef, module: str) -> Func:
 
 def _is_typevar_call(value: ast.expr) -> bool:
     return isinstance(value, ast.Call) and _dotted(value.func).split(".")[-1] in (
-        "TypeVar", "ParamSpec", "TypeVarTuple")  # fmt: skip
+        "TypeVar",
+        "ParamSpec",
+        "TypeVarTuple",
+    )
 
 
 def _module_name(package: str, parts: tuple[str, ...], level: int, target: str | None) -> str:
@@ -284,9 +287,11 @@ class StubTree:
             for head in heads:
                 base = root.joinpath(head, *parts[1:])
                 for candidate, is_package in (
-                    (base / "__init__.pyi", True), (base.with_suffix(".pyi"), False),
-                    (base / "__init__.py", True), (base.with_suffix(".py"), False),
-                ):  # fmt: skip
+                    (base / "__init__.pyi", True),
+                    (base.with_suffix(".pyi"), False),
+                    (base / "__init__.py", True),
+                    (base.with_suffix(".py"), False),
+                ):
                     if candidate.is_file() and not candidate.is_symlink():
                         return candidate, is_package
         return None

@@ -186,8 +186,11 @@ class Synthesizer:
         self._in_progress.add(klass.qualname)
         try:
             ctx = self._context(module)
-            fields = tuple((mochi_ident(f), self._field_type(ann, ctx)) for f, ann in klass.fields.items()
-                           if not f.startswith("_"))  # fmt: skip
+            fields = tuple(
+                (mochi_ident(f), self._field_type(ann, ctx))
+                for f, ann in klass.fields.items()
+                if not f.startswith("_")
+            )
         except Refused:
             self.plan.opaques[name] = klass.qualname
             return Opaque(name)
@@ -204,8 +207,12 @@ class Synthesizer:
             raise Refused("SkipUnsupportedTypingConstruct", "a None-typed field")
         return result
 
-    def _context(self, module: Module, self_type: MochiType | None = None,
-                 typevars: frozenset[str] = frozenset()) -> Context:  # fmt: skip
+    def _context(
+        self,
+        module: Module,
+        self_type: MochiType | None = None,
+        typevars: frozenset[str] = frozenset(),
+    ) -> Context:
         return Context(
             resolve_name=module.resolve,
             lookup_class=self.lookup_class,
@@ -220,8 +227,17 @@ class Synthesizer:
     def _skip(self, item: str, token: str, detail: str) -> None:
         self.plan.skipped.append(SkipPlan(item, token, detail))
 
-    def _function(self, func: Func, module: Module, *, mochi_name: str, target: str, kind: str,
-                  self_type: MochiType | None = None, typevars: frozenset[str] = frozenset()) -> FunctionPlan:  # fmt: skip
+    def _function(
+        self,
+        func: Func,
+        module: Module,
+        *,
+        mochi_name: str,
+        target: str,
+        kind: str,
+        self_type: MochiType | None = None,
+        typevars: frozenset[str] = frozenset(),
+    ) -> FunctionPlan:
         ctx = self._context(module, self_type, typevars)
         params: list[ParamPlan] = []
         plist = list(func.params)
@@ -237,14 +253,18 @@ class Synthesizer:
             if param.kind in ("var", "varkw"):
                 # The function is callable without them: bind it, and report what is lost.
                 stars = "*" if param.kind == "var" else "**"
-                self._skip(f"{func.module}.{target}({stars}{param.name})", "SkipParamSpec",
-                           f"{stars}{param.name} is not passed through; the named parameters are")  # fmt: skip
+                self._skip(
+                    f"{func.module}.{target}({stars}{param.name})",
+                    "SkipParamSpec",
+                    f"{stars}{param.name} is not passed through; the named parameters are",
+                )
                 continue
             params.append(self._param(param, ctx))
         result = to_mochi(func.returns, ctx, is_return=True) if kind != "constructor" else self_type
         name = mochi_name + ("_sync" if func.is_async else "")
-        return FunctionPlan(name, target, kind, tuple(params), result, func.is_async,
-                            f"{func.module}.{target}")  # fmt: skip
+        return FunctionPlan(
+            name, target, kind, tuple(params), result, func.is_async, f"{func.module}.{target}"
+        )
 
     def _param(self, param: Param, ctx: Context) -> ParamPlan:
         if param.kind in ("var", "varkw"):
@@ -255,8 +275,9 @@ class Synthesizer:
             raise Refused("SkipUnsupportedTypingConstruct", f"parameter {param.name} typed None")
         if param.has_default and not isinstance(mapped, Optional):
             mapped = Optional(mapped)
-        return ParamPlan(mochi_ident(param.name), param.name, mapped, param.has_default,
-                         param.kind != "posonly")  # fmt: skip
+        return ParamPlan(
+            mochi_ident(param.name), param.name, mapped, param.has_default, param.kind != "posonly"
+        )
 
     def _pick_arm(self, arms: list[Func], module: Module, **kwargs: object) -> FunctionPlan:
         overloads = [a for a in arms if any(d.split(".")[-1] == "overload" for d in a.decorators)]
@@ -270,14 +291,26 @@ class Synthesizer:
                 errors.append(exc)
         if len(candidates) > 1:
             if len(mapped) != 1:
-                raise Refused("SkipOverloadAmbiguity",
-                              f"{len(mapped)} of {len(candidates)} overloads map to Mochi types")  # fmt: skip
+                raise Refused(
+                    "SkipOverloadAmbiguity",
+                    f"{len(mapped)} of {len(candidates)} overloads map to Mochi types",
+                )
             return mapped[0]
         if mapped:
             return mapped[0]
         raise errors[0]
 
     def _export_function(self, name: str, arms: list[Func], module: Module) -> None:
+        last = arms[-1]
+        if all(p.kind in ("var", "varkw") and p.annotation is None for p in last.params) and (
+            last.params and last.returns is None
+        ):
+            self._skip(
+                f"{self.module}.{name}",
+                "SkipCFunctionWithoutStubs",
+                "a native function whose signature could not be read (*args, **kwargs)",
+            )
+            return
         try:
             plan = self._pick_arm(
                 arms, module, mochi_name=mochi_ident(name), target=name, kind="function"
@@ -296,8 +329,14 @@ class Synthesizer:
         if not isinstance(handle, Opaque):
             return  # records are declared as types; they have no methods in Mochi
         mochi = handle.name
-        for method, arms in sorted(klass.methods.items()):
+        for method, all_arms in sorted(klass.methods.items()):
             item = f"{self.module}.{name}.{method}"
+            accessors = [a for a in all_arms if any(_is_accessor(d) for d in a.decorators)]
+            arms = [a for a in all_arms if a not in accessors]
+            if accessors:
+                self._skip(item, "SkipDescriptor", "property setters and deleters are not exposed")
+            if not arms:
+                continue
             is_property = any(
                 d.split(".")[-1] in ("property", "cached_property") for d in arms[0].decorators
             )
@@ -311,17 +350,18 @@ class Synthesizer:
                 continue
             elif is_property:
                 kind, fname, target = "getter", f"{mochi}_{method}", f"{name}.{method}"
-            elif any(
-                d.split(".")[-1].endswith("setter") or d.split(".")[-1] == "deleter"
-                for d in arms[0].decorators
-            ):
-                self._skip(item, "SkipDescriptor", "property setters and deleters")
-                continue
             else:
                 kind, fname, target = "method", f"{mochi}_{method}", f"{name}.{method}"
             try:
-                plan = self._pick_arm(arms, module, mochi_name=fname, target=target, kind=kind,
-                                      self_type=handle, typevars=klass.typevars)  # fmt: skip
+                plan = self._pick_arm(
+                    arms,
+                    module,
+                    mochi_name=fname,
+                    target=target,
+                    kind=kind,
+                    self_type=handle,
+                    typevars=klass.typevars,
+                )
             except Refused as exc:
                 self._skip(item, exc.token, exc.detail)
                 continue
@@ -368,12 +408,18 @@ class Synthesizer:
     def _export_variable(self, name: str, annotation: ast.expr | None, module: Module) -> None:
         try:
             mapped = to_mochi(annotation, self._context(module))
-            if mapped is None:
-                raise Refused("SkipUnsupportedTypingConstruct", "a None-typed variable")
         except Refused as exc:
             self._skip(f"{self.module}.{name}", exc.token, exc.detail)
             return
+        if mapped is None:
+            self._skip(f"{self.module}.{name}", "SkipUnsupportedTypingConstruct", "None-typed")
+            return
         self.plan.variables.append(VarPlan(mochi_ident(name), name, mapped))
+
+
+def _is_accessor(decorator: str) -> bool:
+    tail = decorator.rsplit(".", maxsplit=1)[-1]
+    return tail in ("setter", "deleter") and "." in decorator
 
 
 def synthesize(tree: StubTree, module: str, alias: str, options: Options) -> Plan:

@@ -26,12 +26,25 @@ from mochi_pybridge.runners.bindings.mochi_types import (
 )
 
 SKIP_TOKENS = (
-    "SkipNoComplexType", "SkipOpenUnion", "SkipParamSpec", "SkipTypeVarTuple", "SkipForwardRef",
-    "SkipUnsupportedTypingConstruct", "SkipCFunctionWithoutStubs", "SkipOverloadAmbiguity",
-    "SkipUntypedPackage", "SkipImportTimeNetwork", "SkipImportTimeError", "SkipPrivateName",
-    "SkipDunder", "SkipDescriptor", "SkipMetaclass", "SkipDynamicAttribute",
-    "SkipIncompatibleAsyncRuntime", "SkipBytearrayMutable",
-)  # fmt: skip
+    "SkipNoComplexType",
+    "SkipOpenUnion",
+    "SkipParamSpec",
+    "SkipTypeVarTuple",
+    "SkipForwardRef",
+    "SkipUnsupportedTypingConstruct",
+    "SkipCFunctionWithoutStubs",
+    "SkipOverloadAmbiguity",
+    "SkipUntypedPackage",
+    "SkipImportTimeNetwork",
+    "SkipImportTimeError",
+    "SkipPrivateName",
+    "SkipDunder",
+    "SkipDescriptor",
+    "SkipMetaclass",
+    "SkipDynamicAttribute",
+    "SkipIncompatibleAsyncRuntime",
+    "SkipBytearrayMutable",
+)
 
 
 class Refused(Exception):
@@ -47,40 +60,81 @@ class Refused(Exception):
 NONE = "builtins.None"
 
 _SCALARS: Mapping[str, MochiType] = {
-    "builtins.float": FLOAT, "builtins.bool": BOOL, "builtins.str": STRING,
-    "builtins.bytes": BYTES, "typing.LiteralString": STRING, "typing_extensions.LiteralString": STRING,
-}  # fmt: skip
+    "builtins.float": FLOAT,
+    "builtins.bool": BOOL,
+    "builtins.str": STRING,
+    "builtins.bytes": BYTES,
+    "typing.LiteralString": STRING,
+    "typing_extensions.LiteralString": STRING,
+}
 _LISTS = {
-    "builtins.list", "typing.List", "typing.Sequence", "collections.abc.Sequence",
-    "typing.MutableSequence", "collections.abc.MutableSequence", "typing.Iterable",
-    "collections.abc.Iterable", "typing.Iterator", "collections.abc.Iterator",
-    "typing.Collection", "collections.abc.Collection", "typing.Generator",
-    "collections.abc.Generator", "typing.Reversible", "collections.abc.Reversible",
-}  # fmt: skip
+    "builtins.list",
+    "typing.List",
+    "typing.Sequence",
+    "collections.abc.Sequence",
+    "typing.MutableSequence",
+    "collections.abc.MutableSequence",
+    "typing.Iterable",
+    "collections.abc.Iterable",
+    "typing.Iterator",
+    "collections.abc.Iterator",
+    "typing.Collection",
+    "collections.abc.Collection",
+    "typing.Generator",
+    "collections.abc.Generator",
+    "typing.Reversible",
+    "collections.abc.Reversible",
+}
 _SETS = {
-    "builtins.set", "builtins.frozenset", "typing.Set", "typing.FrozenSet", "typing.AbstractSet",
-    "collections.abc.Set", "typing.MutableSet", "collections.abc.MutableSet",
-}  # fmt: skip
+    "builtins.set",
+    "builtins.frozenset",
+    "typing.Set",
+    "typing.FrozenSet",
+    "typing.AbstractSet",
+    "collections.abc.Set",
+    "typing.MutableSet",
+    "collections.abc.MutableSet",
+}
 _MAPS = {
-    "builtins.dict", "typing.Dict", "typing.Mapping", "collections.abc.Mapping",
-    "typing.MutableMapping", "collections.abc.MutableMapping",
-}  # fmt: skip
+    "builtins.dict",
+    "typing.Dict",
+    "typing.Mapping",
+    "collections.abc.Mapping",
+    "typing.MutableMapping",
+    "collections.abc.MutableMapping",
+}
 _TUPLES = {"builtins.tuple", "typing.Tuple"}
 _OPTIONAL = {"typing.Optional", "typing_extensions.Optional"}
 _UNION = {"typing.Union", "typing_extensions.Union"}
 _CALLABLE = {"typing.Callable", "collections.abc.Callable"}
 _LITERAL = {"typing.Literal", "typing_extensions.Literal"}
 _UNWRAP = {
-    "typing.Final", "typing.ClassVar", "typing.Annotated", "typing.Required", "typing.NotRequired",
-    "typing.ReadOnly", "typing_extensions.Final", "typing_extensions.Annotated",
-    "typing_extensions.Required", "typing_extensions.NotRequired", "typing_extensions.ReadOnly",
-}  # fmt: skip
+    "typing.Final",
+    "typing.ClassVar",
+    "typing.Annotated",
+    "typing.Required",
+    "typing.NotRequired",
+    "typing.ReadOnly",
+    "typing_extensions.Final",
+    "typing_extensions.Annotated",
+    "typing_extensions.Required",
+    "typing_extensions.NotRequired",
+    "typing_extensions.ReadOnly",
+}
 # _typeshed.Incomplete is what stubgen writes where it could not infer a type.
 _ANY = {"typing.Any", "builtins.object", "typing_extensions.Any", "_typeshed.Incomplete"}
-_PARAMSPEC = {"typing.ParamSpec", "typing_extensions.ParamSpec", "typing.Concatenate",
-              "typing_extensions.Concatenate"}  # fmt: skip
-_TVT = {"typing.TypeVarTuple", "typing_extensions.TypeVarTuple", "typing.Unpack",
-        "typing_extensions.Unpack"}  # fmt: skip
+_PARAMSPEC = {
+    "typing.ParamSpec",
+    "typing_extensions.ParamSpec",
+    "typing.Concatenate",
+    "typing_extensions.Concatenate",
+}
+_TVT = {
+    "typing.TypeVarTuple",
+    "typing_extensions.TypeVarTuple",
+    "typing.Unpack",
+    "typing_extensions.Unpack",
+}
 _SELF = {"typing.Self", "typing_extensions.Self"}
 
 
@@ -116,8 +170,15 @@ def to_mochi(node: ast.expr | None, ctx: Context, *, is_return: bool = False) ->
         return _any(ctx, "an unannotated value")
     if ctx.depth > 16:
         raise Refused("SkipUnsupportedTypingConstruct", "annotation nested too deeply")
-    inner = Context(ctx.resolve_name, ctx.lookup_class, ctx.int_mode, ctx.allow_partial,
-                    ctx.self_type, ctx.typevars, ctx.depth + 1)  # fmt: skip
+    inner = Context(
+        ctx.resolve_name,
+        ctx.lookup_class,
+        ctx.int_mode,
+        ctx.allow_partial,
+        ctx.self_type,
+        ctx.typevars,
+        ctx.depth + 1,
+    )
     if isinstance(node, ast.Constant):
         if node.value is None:
             if is_return:
@@ -204,8 +265,11 @@ def _union(members: list[ast.expr], ctx: Context, spelling: str) -> MochiType:
             stack[:0] = [item.left, item.right]
         else:
             flat.append(item)
-    nones = [m for m in flat if (isinstance(m, ast.Constant) and m.value is None)
-             or qualified(m, ctx) == NONE]  # fmt: skip
+    nones = [
+        m
+        for m in flat
+        if (isinstance(m, ast.Constant) and m.value is None) or qualified(m, ctx) == NONE
+    ]
     rest = [m for m in flat if m not in nones]
     if len(rest) != 1:
         raise Refused("SkipOpenUnion", f"{spelling} of {len(rest)} types has no Mochi equivalent")
@@ -258,8 +322,12 @@ def _generic(node: ast.Subscript, ctx: Context) -> MochiType | None:
         raise Refused("SkipParamSpec", base)
     if base in ("builtins.type", "typing.Type"):
         raise Refused("SkipUnsupportedTypingConstruct", "type[...] (class objects)")
-    if base in ("typing.Awaitable", "collections.abc.Awaitable", "typing.Coroutine",
-                "collections.abc.Coroutine"):  # fmt: skip
+    if base in (
+        "typing.Awaitable",
+        "collections.abc.Awaitable",
+        "typing.Coroutine",
+        "collections.abc.Coroutine",
+    ):
         raise Refused("SkipUnsupportedTypingConstruct", "awaitables cross only as async def")
     found = ctx.lookup_class(base)
     if found is not None:
