@@ -436,6 +436,7 @@ class Bindings:
             provenance, source, root, suffix = await self.stubs(
                 pkg, record, module, sites, records, resolved
             )
+            self.p.stub_roots[pkg.name] = (provenance, source, root, module + suffix)
         except StageFailed as exc:
             # stubgen could not import the package: the package is skipped, the lock goes on.
             token = str(exc.details.get("skip", "SkipImportTimeError"))

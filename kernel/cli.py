@@ -97,7 +97,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     stubs = sub.add_parser("stubs", help="run the stub ladder for one locked package")
     stubs.add_argument("name", metavar="NAME")
-    stubs.set_defaults(handler=_not_yet("stubs", "issue: bindings"))
+    stubs.set_defaults(handler=_command_in("commands", "cmd_stubs"))
 
     publish = sub.add_parser("publish", help="build, sign, attest and upload to an index")
     publish.add_argument("--to", default="pypi", help="pypi, testpypi or an upload URL")

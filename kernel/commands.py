@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,6 +29,9 @@ from mochi_pybridge.kernel.manifest import ManifestError, load_manifest
 from mochi_pybridge.kernel.pipeline import Pipeline
 from mochi_pybridge.kernel.projectlock import project_lock
 from mochi_pybridge.kernel.store import atomic_write
+
+# The pipeline of the last run_lock in this process (for `stubs`, which reads its results).
+report_pipeline: list[Pipeline | None] = [None]
 
 
 @dataclass
@@ -62,6 +65,7 @@ async def run_lock(
     dry_run: bool = False,
     upgrade: Sequence[str] = (),
     upgrade_all: bool = False,
+    guard: Callable[[LockData | None, LockData], None] | None = None,
 ) -> LockReport:
     project: Path = args.project.resolve()
     started = time.monotonic()
@@ -75,6 +79,8 @@ async def run_lock(
         wrote = False
         if data is not None:
             old = read_lock(project)
+            if guard is not None:
+                guard(old, data)
             if old is None:
                 drift = ["no mochi.lock yet"]
             elif render_lock(old) != render_lock(data):
@@ -86,6 +92,7 @@ async def run_lock(
                 if drift or not (project / PYLOCK_NAME).exists():
                     write_outputs(project, data)
                     wrote = True
+    report_pipeline[0] = pipeline
     return LockReport(
         data,
         wrote,
@@ -129,10 +136,42 @@ def cmd_lock(args: argparse.Namespace) -> int:
     return int(ExitCode.OK)
 
 
+def capability_guard(allow: bool) -> Callable[[LockData | None, LockData], None]:
+    """Refuse (exit 5) a lock in which a package gained a capability, unless allowed."""
+
+    def guard(old: LockData | None, new: LockData) -> None:
+        if old is None or allow:
+            return
+        before = {p.name: set(p.extra.get("capabilities", [])) for p in old.packages}
+        gained = []
+        for pkg in new.packages:
+            if pkg.name in before:
+                added = set(pkg.extra.get("capabilities", [])) - before[pkg.name]
+                gained += [f"{pkg.name} {pkg.version} gains `{cap}`" for cap in sorted(added)]
+        if gained:
+            raise CapabilityElevation(
+                "the update would elevate capabilities: "
+                + "; ".join(gained)
+                + ". Review the packages, then rerun with --allow-capability-elevation. "
+                "Nothing was written."
+            )
+
+    return guard
+
+
+class CapabilityElevation(PybridgeError):
+    exit_code = ExitCode.CAPABILITY_ELEVATION
+
+
 def cmd_update(args: argparse.Namespace) -> int:
     project = args.project.resolve()
     old = read_lock(project)
-    report = _run(args, upgrade=args.names, upgrade_all=not args.names)
+    report = _run(
+        args,
+        upgrade=args.names,
+        upgrade_all=not args.names,
+        guard=capability_guard(args.allow_capability_elevation),
+    )
     assert report.data is not None
     before = {p.name: p.version for p in (old.packages if old else ())}
     changes = [
@@ -230,3 +269,26 @@ def cmd_add(args: argparse.Namespace) -> int:
         _say(args, f"note: write `{line}` in a .mochi file to use the alias")
     args.check = args.dry_run = False
     return cmd_lock(args)
+
+
+def cmd_stubs(args: argparse.Namespace) -> int:
+    """Run the stub ladder for one locked package; print the tier and the stub files."""
+    from packaging.utils import canonicalize_name
+
+    project = args.project.resolve()
+    data = read_lock(project)
+    name = str(canonicalize_name(args.name))
+    if data is None or name not in {p.name for p in data.packages}:
+        raise PybridgeError(f"{args.name} is not in {project / LOCK_NAME}; lock it first")
+    _run(args, check=True)
+    pipeline = report_pipeline[0]
+    assert pipeline is not None
+    if name not in pipeline.stub_roots:
+        raise PybridgeError(f"{name} is not a direct dependency with code: it has no bindings")
+    provenance, source, root, package_dir = pipeline.stub_roots[name]
+    print(f"{name}: tier {provenance}" + (f" (from {source})" if source else ""))
+    base = root / package_dir if (root / package_dir).is_dir() else root
+    for path in sorted(base.rglob("*")):
+        if path.suffix in (".pyi", ".py") and path.is_file():
+            print(f"  {path}")
+    return int(ExitCode.OK)

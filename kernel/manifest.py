@@ -30,6 +30,11 @@ _IMPORT = re.compile(
 )
 
 
+_MODULE = re.compile(
+    r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*|[A-Za-z0-9][A-Za-z0-9._-]*"
+)
+
+
 class ManifestError(PybridgeError):
     exit_code = ExitCode.FAILURE
 
@@ -229,6 +234,11 @@ def scan_imports(project: Path) -> dict[str, list[str]]:
             if match:
                 target = match.group("target")
                 name = target.split("@", 1)[0].strip()
+                if not _MODULE.fullmatch(name):
+                    raise ManifestError(
+                        f"{path}: `import python {target!r}` does not name a Python module "
+                        '(dotted identifiers, e.g. "lxml.etree")'
+                    )
                 alias = match.group("alias") or name.split(".")[0]
                 aliases = found.setdefault(name, [])
                 if alias not in aliases:

@@ -79,6 +79,8 @@ class Pipeline:
     unsafe_no_sandbox: bool = False
     stats: PipelineStats = field(default_factory=PipelineStats)
     wrappers: list[Any] = field(default_factory=list)  # WrapperFiles of the last compute()
+    # package → (stub provenance, source distribution, stub root, stub package dir name)
+    stub_roots: dict[str, tuple[str, str | None, Path, str]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.store = Store(self.cache_dir / "store")

@@ -47,9 +47,28 @@ def _stubgen(
     )
 
 
+def _import_failure(module: str, paths: list[str], env: dict[str, str]) -> str:
+    """stubgen only says "Failed to import": import once more to see why."""
+    code = f"import sys; sys.path[:0] = {paths!r}; import {module}"
+    try:
+        done = subprocess.run(
+            [sys.executable, "-I", "-c", code],
+            capture_output=True,
+            text=True,
+            timeout=TIMEOUT,
+            env=env,
+            check=False,
+        )
+    except subprocess.TimeoutExpired:
+        return "\nimport timed out"
+    return "\n" + done.stderr[-2000:]
+
+
 def stubgen(request: Request, channel: RunnerChannel) -> Mapping[str, Any]:
     params = request.params
     module = str(params["module"])
+    if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*", module):
+        raise RunnerFailure("invalid-params", f"not a module name: {module!r:.100}")
     paths = [str(p) for p in params["paths"]]
     out = Path(params["out"]) / "stubs"
     out.mkdir()
@@ -78,7 +97,7 @@ def stubgen(request: Request, channel: RunnerChannel) -> Mapping[str, Any]:
         if last.returncode == 0 and any(out.rglob("*.pyi")):
             return {"mode": "inspect" if inspect else "static", "log": last.stderr[-2000:]}
     assert last is not None
-    text = (last.stderr + last.stdout)[-4000:]
+    text = (last.stderr + last.stdout)[-4000:] + _import_failure(module, paths, env)
     token = "SkipImportTimeNetwork" if _NETWORK_ERRORS.search(text) else "SkipImportTimeError"
     raise RunnerFailure(
         "failed", f"stubgen could not import {module}: {text[-1500:]}", {"skip": token}
