@@ -75,6 +75,7 @@ def baseline(project: Path, work: Path) -> dict[str, float]:
     data = read_lock(project)
     assert data is not None
     times: dict[str, float] = {}
+    work.mkdir(parents=True, exist_ok=True)
     reqs = work / "requirements.in"
     reqs.write_text("\n".join(f"{p.name}=={p.version}" for p in data.packages if p.direct) + "\n")
     env = {"UV_CACHE_DIR": str(work / "uv-cache"), "PATH": "/usr/bin:/bin"}
