@@ -103,11 +103,25 @@ def build_parser() -> argparse.ArgumentParser:
     publish.add_argument("--to", default="pypi", help="pypi, testpypi or an upload URL")
     publish.add_argument("--dry-run", action="store_true")
     publish.add_argument("--identity-token", default=None)
-    publish.set_defaults(handler=_not_yet("publish", "issue: publish"))
+    publish.add_argument(
+        "--mint-url", default=None, help="Trusted Publishing mint endpoint for --to URL"
+    )
+    publish.add_argument(
+        "--no-attestations",
+        action="store_true",
+        help="upload without PEP 740 attestations (signing is not implemented yet)",
+    )
+    publish.set_defaults(handler=_command_in("publish", "cmd_publish"))
 
     verify = sub.add_parser("verify", help="verify PEP 740 attestations of distribution files")
     verify.add_argument("files", nargs="+", metavar="FILE")
-    verify.set_defaults(handler=_not_yet("verify", "issue: publish"))
+    verify.add_argument(
+        "--publisher",
+        action="append",
+        metavar="KEY=VALUE",
+        help="require this publisher field, e.g. repository=org/name",
+    )
+    verify.set_defaults(handler=_command_in("publish", "cmd_verify"))
 
     doctor = sub.add_parser("doctor", help="check the sandbox on this machine")
     doctor.set_defaults(handler=_doctor)

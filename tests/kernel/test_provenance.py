@@ -26,6 +26,8 @@ pytestmark = pytest.mark.network
 
 SDIST = "pypi-attestations==0.0.30"
 WHEEL = "circleci_sign_publish_example-0.0.1.dev137-py3-none-any.whl"
+SDIST_ASSET = "pypi_attestations-0.0.19.tar.gz"
+ASSETS = (WHEEL, WHEEL + ".provenance", SDIST_ASSET, SDIST_ASSET + ".provenance")
 
 
 @pytest.fixture(scope="session")
@@ -42,7 +44,7 @@ def assets(tmp_path_factory: pytest.TempPathFactory) -> Path:
     with tarfile.open(sdist) as tar:
         for member in tar.getmembers():
             name = Path(member.name).name
-            if "/test/assets/" in member.name and name in (WHEEL, WHEEL + ".provenance"):
+            if "/test/assets/" in member.name and name in ASSETS:
                 data = tar.extractfile(member)
                 assert data is not None
                 (out / name).write_bytes(data.read())
@@ -130,3 +132,52 @@ def test_require_attestations_refuses_a_package_without_one(
     assert done.returncode == 1
     assert "require-attestations = true" in done.stderr
     assert "plain" in done.stderr
+
+
+def verify_cli(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "mochi_pybridge",
+            "--cache-dir",
+            str(tmp_path / "cache"),
+            "verify",
+            *args,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+def test_verify_accepts_real_attestations_and_shows_the_publisher(
+    tmp_path: Path, assets: Path
+) -> None:
+    done = verify_cli(tmp_path, str(assets / WHEEL), str(assets / SDIST_ASSET))
+    assert done.returncode == 0, done.stderr
+    assert (
+        f"verified {SDIST_ASSET}: published by GitHub trailofbits/pypi-attestations release.yml"
+        in done.stdout
+    )
+    assert f"verified {WHEEL}: published by CircleCI" in done.stdout
+    pinned = verify_cli(tmp_path, "--publisher", "repository=trailofbits/pypi-attestations",
+                        str(assets / SDIST_ASSET))  # fmt: skip
+    assert pinned.returncode == 0, pinned.stderr
+
+
+def test_verify_rejects_a_tampered_file_and_a_wrong_publisher(tmp_path: Path, assets: Path) -> None:
+    tampered = tmp_path / SDIST_ASSET
+    data = bytearray((assets / SDIST_ASSET).read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    tampered.write_bytes(bytes(data))
+    (tmp_path / (SDIST_ASSET + ".provenance")).write_bytes(
+        (assets / (SDIST_ASSET + ".provenance")).read_bytes()
+    )
+    done = verify_cli(tmp_path, str(tampered))
+    assert done.returncode == 6
+    assert f"FAILED {SDIST_ASSET}" in done.stderr
+    wrong = verify_cli(tmp_path, "--publisher", "repository=evil/fork", str(assets / SDIST_ASSET))
+    assert wrong.returncode == 6
+    assert "publisher identity does not match" in wrong.stderr

@@ -1,0 +1,167 @@
+"""``publish`` and ``verify`` (SPEC §8): build, (sign,) upload; verify attestations offline.
+
+Status of signing: the sign stage (sigstore keyless signing behind an allow-listing proxy) is
+not implemented yet, so ``publish`` produces no PEP 740 attestations and says so: it refuses
+to upload unless ``--no-attestations`` is given explicitly.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+import urllib.parse
+import uuid
+from pathlib import Path
+
+import trio
+
+from mochi_pybridge.kernel.errors import ExitCode, IntegrityError, PybridgeError, StageFailed
+from mochi_pybridge.kernel.events import make_sink
+from mochi_pybridge.kernel.lifecycle import StageId
+from mochi_pybridge.kernel.manifest import DEFAULT_INDEX, Index, Manifest, load_manifest
+from mochi_pybridge.kernel.publish_build import build_sdist, build_wheel, validate
+from mochi_pybridge.kernel.publish_upload import (
+    TARGETS,
+    NoOIDC,
+    identity_token,
+    mint_token,
+    upload,
+    upload_fields,
+)
+from mochi_pybridge.sandbox.intake import IntakeRules
+from mochi_pybridge.sandbox.policy import StageKind
+
+MINT = {
+    "pypi": "https://pypi.org/_/oidc/mint-token",
+    "testpypi": "https://test.pypi.org/_/oidc/mint-token",
+}
+
+
+def cmd_publish(args: argparse.Namespace) -> int:
+    project = args.project.resolve()
+    manifest = load_manifest(project)
+    meta = validate(manifest, project)
+    dist = project / "dist"
+    dist.mkdir(exist_ok=True)
+    files = [build_sdist(meta, project, dist), build_wheel(meta, dist)]
+    for path in files:
+        print(f"built {path}", file=sys.stderr)
+    if not args.no_attestations:
+        raise PybridgeError(
+            "signing (Sigstore, PEP 740 attestations) is not implemented in this version yet; "
+            "pass --no-attestations to upload without attestations, knowingly"
+        )
+    target = TARGETS.get(args.to, args.to)
+    if args.dry_run:
+        print(
+            f"dry run: would upload {', '.join(p.name for p in files)} to {target}", file=sys.stderr
+        )
+        return int(ExitCode.OK)
+    token = None
+    if args.to in TARGETS:
+        oidc = identity_token(args.identity_token, audience=args.to)
+        if oidc is None:
+            raise NoOIDC("no OIDC identity")
+        token = mint_token(MINT[args.to], oidc)
+    elif args.mint_url:
+        oidc = identity_token(
+            args.identity_token, audience=urllib.parse.urlsplit(args.mint_url).netloc
+        )
+        if oidc is None:
+            raise NoOIDC("no OIDC identity")
+        token = mint_token(args.mint_url, oidc)
+    fields_meta = {
+        "name": meta.name,
+        "version": meta.version,
+        "summary": meta.summary,
+        "license_expression": meta.license_expression,
+        "requires_python": meta.requires_python,
+    }
+    for path in files:
+        attempts = upload(
+            target,
+            path,
+            upload_fields(path, fields_meta, None),
+            token,
+            log=lambda text: print(text, file=sys.stderr),
+        )
+        print(
+            f"uploaded {path.name} to {target}"
+            + (f" ({attempts} attempts)" if attempts > 1 else ""),
+            file=sys.stderr,
+        )
+    return int(ExitCode.OK)
+
+
+async def _verify_one(args: argparse.Namespace, path: Path, expected: dict[str, str]) -> str:
+    from mochi_pybridge.kernel.pipeline import VERIFY_RUNNER, Pipeline
+
+    provenance = path.with_name(path.name + ".provenance")
+    if not provenance.is_file():
+        raise IntegrityError(f"{path}: no {provenance.name} beside it (a PEP 740 provenance file)")
+    manifest_dir = args.project.resolve()
+    pipeline = Pipeline(
+        _bare_manifest(manifest_dir),
+        args.cache_dir,
+        make_sink(as_json=args.json),
+        unsafe_no_sandbox=args.unsafe_no_sandbox,
+    )
+    staging = pipeline.work / uuid.uuid4().hex
+    staging.mkdir(parents=True)
+    try:
+        shutil.copyfile(path, staging / path.name)
+        shutil.copyfile(provenance, staging / provenance.name)
+        try:
+            value, out = await pipeline._run(
+                StageId("verify", path.name),
+                StageKind.SYNTHESIS,
+                "attestation",
+                {
+                    "dist": f"{{in:dist}}/{path.name}",
+                    "provenance": f"{{in:dist}}/{provenance.name}",
+                    "expected": expected,
+                },
+                IntakeRules(suffixes=frozenset(), max_files=0),
+                module=VERIFY_RUNNER,
+                inputs={"dist": staging},
+            )
+        except StageFailed as exc:
+            raise IntegrityError(f"{path.name}: {exc.diagnostics()}") from None
+        shutil.rmtree(out, ignore_errors=True)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return "; ".join(value.get("identities", []))
+
+
+def _bare_manifest(project: Path) -> Manifest:
+    return Manifest(
+        path=project / "mochi.toml",
+        name="verify",
+        version="0",
+        dependencies=(),
+        requires_python="",
+        indexes=(Index(DEFAULT_INDEX),),
+    )
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    expected = {}
+    for item in args.publisher or []:
+        key, _, value = item.partition("=")
+        if not value:
+            raise PybridgeError(
+                f"--publisher takes KEY=VALUE (e.g. repository=org/name), not {item!r}"
+            )
+        expected[key] = value
+    failures = 0
+    for name in args.files:
+        path = Path(name)
+        try:
+            identity = trio.run(_verify_one, args, path, expected)
+        except IntegrityError as exc:
+            print(f"FAILED {path.name}: {exc.diagnostics()}", file=sys.stderr)
+            failures += 1
+            continue
+        print(f"verified {path.name}: published by {identity}")
+    return int(ExitCode.INTEGRITY) if failures else int(ExitCode.OK)
