@@ -186,13 +186,18 @@ def cmd_update(args: argparse.Namespace) -> int:
     return int(ExitCode.OK)
 
 
-def cmd_export(args: argparse.Namespace) -> int:
-    project = args.project.resolve()
+def require_lock(project: Path) -> LockData:
     data = read_lock(project)
     if data is None:
         raise PybridgeError(
             f"{project / LOCK_NAME} does not exist; run `mochi-pybridge lock` first"
         )
+    return data
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    project = args.project.resolve()
+    data = require_lock(project)
     atomic_write(
         project / PYLOCK_NAME, render_pylock(data, f"mochi-pybridge {__version__}").encode()
     )
@@ -203,11 +208,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 def cmd_sync(args: argparse.Namespace) -> int:
     """Check every locked wheel is in the store (verified), fetching by hash what is missing."""
     project = args.project.resolve()
-    data = read_lock(project)
-    if data is None:
-        raise PybridgeError(
-            f"{project / LOCK_NAME} does not exist; run `mochi-pybridge lock` first"
-        )
+    data = require_lock(project)
     report = _run(args, check=True)
     assert report.data is not None
     if report.drift:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import sys
 import uuid
 from pathlib import Path
@@ -17,6 +16,8 @@ from mochi_pybridge.protocol import Log, Progress
 from mochi_pybridge.sandbox.launch import PROTOCOL_FD_PLACEHOLDER
 from mochi_pybridge.sandbox.policy import POLICIES, StageKind
 
+from ..support.processes import processes_with
+
 STAGE = StageId("stubgen", "demo")
 POLICY = POLICIES[StageKind.STUBGEN]
 
@@ -30,18 +31,6 @@ def runner(body: str) -> list[str]:
     """A runner program: PRELUDE, then ``body`` defining ``handle(request, channel)``."""
     code = PRELUDE + body + "\nserve_one({'work': handle}, sys.argv[1:])\n"
     return [sys.executable, "-I", "-B", "-c", code, "--protocol-fd", PROTOCOL_FD_PLACEHOLDER]
-
-
-def processes_with(marker: str) -> list[int]:
-    pids = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                if marker.encode() in Path("/proc", entry, "cmdline").read_bytes():
-                    pids.append(int(entry))
-            except OSError:
-                pass
-    return pids
 
 
 async def test_run_stage_success_streams_progress_and_returns_the_result(tmp_path: Path) -> None:

@@ -7,7 +7,6 @@ Numbers refer to the hostile behaviours of the prior-art note (§7) and issue #3
 from __future__ import annotations
 
 import dataclasses
-import os
 import socket
 import sys
 import uuid
@@ -20,23 +19,10 @@ from mochi_pybridge.sandbox.intake import IntakeError, IntakeRules, intake
 from mochi_pybridge.sandbox.launch import run
 from mochi_pybridge.sandbox.policy import POLICIES, MiB, ResourceLimits, StageKind
 
+from ..support.processes import processes_with
 from .canary import all_blocked, import_canary, tree_digest
 
 SECRET = "CANARY-SECRET-" + uuid.uuid4().hex
-
-
-def processes_with(marker: str) -> list[int]:
-    """Host pids whose command line mentions ``marker``."""
-    found = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                cmdline = Path("/proc", entry, "cmdline").read_bytes()
-            except OSError:
-                continue
-            if marker.encode() in cmdline:
-                found.append(int(entry))
-    return found
 
 
 @pytest.fixture
