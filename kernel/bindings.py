@@ -14,7 +14,6 @@ import os
 import shutil
 import stat
 import subprocess
-import sys
 import sysconfig
 import uuid
 from collections.abc import Mapping, Sequence
@@ -494,4 +493,4 @@ def write_python_wrap(project: Path, wrappers: Sequence[WrapperFiles]) -> None:
             shutil.rmtree(child)
 
 
-__all__ = ["Bindings", "PackageBindings", "WrapperFiles", "sys", "write_python_wrap"]
+__all__ = ["Bindings", "PackageBindings", "WrapperFiles", "write_python_wrap"]

@@ -9,7 +9,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from mochi_pybridge import __version__
-from mochi_pybridge.kernel.errors import ExitCode, NotYetImplemented, PybridgeError
+from mochi_pybridge.kernel.errors import ExitCode, PybridgeError
 
 Handler = Callable[[argparse.Namespace], int]
 
@@ -21,15 +21,6 @@ def default_cache_dir() -> Path:
     xdg = os.environ.get("XDG_CACHE_HOME")
     base = Path(xdg) if xdg else Path.home() / ".cache"
     return base / "mochi-pybridge"
-
-
-def _not_yet(command: str, issue: str) -> Handler:
-    def handler(args: argparse.Namespace) -> int:
-        raise NotYetImplemented(
-            f"`mochi-pybridge {command}` is not implemented in this version yet ({issue})."
-        )
-
-    return handler
 
 
 def _command_in(module: str, name: str) -> Handler:

@@ -24,10 +24,6 @@ class PybridgeError(Exception):
         return str(self.args[0]) if self.args else type(self).__name__
 
 
-class NotYetImplemented(PybridgeError):
-    """A command of SPEC §2 whose implementation has not landed yet."""
-
-
 class SandboxUnavailable(PybridgeError):
     exit_code = ExitCode.SANDBOX_UNAVAILABLE
 

@@ -24,7 +24,6 @@ from packaging.requirements import InvalidRequirement, Requirement
 from packaging.tags import sys_tags
 from packaging.utils import InvalidWheelFilename, canonicalize_name, parse_wheel_filename
 
-from mochi_pybridge import __version__
 from mochi_pybridge.kernel.errors import IntegrityError, PybridgeError, StageFailed
 from mochi_pybridge.kernel.events import EventSink, StageEvent
 from mochi_pybridge.kernel.graph import Outcome, StageSpec, run_graph
@@ -528,7 +527,7 @@ class Pipeline:
                 LockedPackage(
                     name=pkg.name,
                     version=pkg.version,
-                    alias=self._aliases(pkg.name, meta["top_level"])[0]
+                    alias=self._imports(pkg.name, meta["top_level"])[0][0]
                     if pkg.name in direct
                     else None,
                     direct=pkg.name in direct,
@@ -575,19 +574,6 @@ class Pipeline:
                 continue
             found += [(alias, target) for alias in aliases if (alias, target) not in found]
         return found or [(module, module)]
-
-    def _aliases(self, name: str, modules: Sequence[str]) -> list[str]:
-        """The aliases the project's .mochi files import ``name`` under (by distribution or
-        module name); none: the module name."""
-        found: list[str] = []
-        for key in (name, *modules):
-            for alias in self.manifest.aliases.get(key, ()):
-                if alias not in found:
-                    found.append(alias)
-        if found:
-            return found
-        module = module_name(name, modules)
-        return [module or name.replace("-", "_")]
 
 
 def _is_stub_only(name: str) -> bool:
@@ -658,4 +644,4 @@ def _checked_metadata(pkg: ResolvedPackage, meta: object) -> dict[str, Any]:
     }
 
 
-__all__ = ["Pipeline", "PipelineStats", "ResolvedPackage", "__version__"]
+__all__ = ["Pipeline", "PipelineStats", "ResolvedPackage", "module_name"]
