@@ -66,6 +66,7 @@ async def run_lock(
     upgrade: Sequence[str] = (),
     upgrade_all: bool = False,
     guard: Callable[[LockData | None, LockData], None] | None = None,
+    write_wrappers: bool = False,
 ) -> LockReport:
     project: Path = args.project.resolve()
     started = time.monotonic()
@@ -85,7 +86,7 @@ async def run_lock(
                 drift = ["no mochi.lock yet"]
             elif render_lock(old) != render_lock(data):
                 drift = diff_locks(old, data) or ["mochi.lock is not in canonical form"]
-            if not check:
+            if not check or (write_wrappers and not drift):
                 from mochi_pybridge.kernel.bindings import write_python_wrap
 
                 write_python_wrap(project, pipeline.wrappers)
@@ -209,7 +210,7 @@ def cmd_sync(args: argparse.Namespace) -> int:
     """Check every locked wheel is in the store (verified), fetching by hash what is missing."""
     project = args.project.resolve()
     data = require_lock(project)
-    report = _run(args, check=True)
+    report = _run(args, check=True, write_wrappers=True)
     assert report.data is not None
     if report.drift:
         raise PybridgeError(
@@ -218,9 +219,8 @@ def cmd_sync(args: argparse.Namespace) -> int:
         )
     _say(
         args,
-        f"{len(data.packages)} locked wheels present and verified in the store "
-        f"({report.runners_started} fetched); python_wrap/ generation lands with the "
-        "bindings stage",
+        f"python_wrap/ rebuilt from mochi.lock ({len(data.packages)} packages, "
+        f"{report.runners_started} runner(s) started)",
     )
     return int(ExitCode.OK)
 

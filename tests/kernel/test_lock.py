@@ -374,3 +374,34 @@ def test_sigint_stops_lock_and_leaves_no_process(
     assert children.strip() == ""
     if (project / "mochi.lock").exists():
         parse_lock((project / "mochi.lock").read_text(), project / "mochi.lock")
+
+
+def test_lock_against_an_html_only_pep503_index(
+    tmp_path: Path, index: tuple[str, IndexState], cache: Path
+) -> None:
+    url, state = index
+    state.json_pages = False
+    project = tmp_path / "proj"
+    write_project(project, url, 'alpha = "<2"')
+    done = cli(project, cache, "lock")
+    assert done.returncode == 0, done.stderr
+    lock = parse_lock((project / "mochi.lock").read_text(), project / "mochi.lock")
+    assert {p.name for p in lock.packages} == {"alpha", "beta"}
+    assert all(p.wheel_sha256 == p.pypi_simple_sha256 for p in lock.packages)
+
+
+def test_sync_rebuilds_python_wrap_from_the_lock_offline(
+    tmp_path: Path, index: tuple[str, IndexState], cache: Path
+) -> None:
+    import shutil
+
+    url, state = index
+    project = tmp_path / "proj"
+    write_project(project, url, 'beta = "*"', 'import python "beta" as b\n')
+    assert cli(project, cache, "lock").returncode == 0
+    shutil.rmtree(project / "python_wrap")
+    served = len(state.requests)
+    done = cli(project, cache, "sync")
+    assert done.returncode == 0, done.stderr
+    assert (project / "python_wrap" / "b" / "beta_shim.mochi").is_file()
+    assert len(state.requests) == served  # nothing fetched: the store was complete

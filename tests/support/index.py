@@ -24,6 +24,7 @@ class IndexState:
     advertise: dict[str, str] = field(default_factory=dict)  # filename -> sha256 to claim
     tamper: set[str] = field(default_factory=set)  # filenames whose bytes are altered
     requests: list[str] = field(default_factory=list)
+    json_pages: bool = True  # False: a PEP 503-only index (HTML whatever the client accepts)
 
     def project_of(self, filename: str) -> str:
         if filename.endswith(".whl"):
@@ -102,7 +103,9 @@ def _handler(state: IndexState) -> type[BaseHTTPRequestHandler]:
                 if prov.is_file():
                     entry["provenance"] = f"/files/{prov.name}"
                 entries.append(entry)
-            if "application/vnd.pypi.simple.v1+json" in self.headers.get("Accept", ""):
+            if state.json_pages and "application/vnd.pypi.simple.v1+json" in self.headers.get(
+                "Accept", ""
+            ):
                 body = {"meta": {"api-version": "1.1"}, "name": project, "files": entries,
                         "versions": []}  # fmt: skip
                 self._send(200, json.dumps(body).encode(), "application/vnd.pypi.simple.v1+json")
