@@ -124,11 +124,16 @@ class Bindings:
         staging.mkdir(parents=True)
         try:
             shutil.copyfile(self.p.store.path_of(record["blake3"]), staging / record["filename"])
-            _, out = await self.p._run(
+            # One stage unpacks and analyses (both read the same untrusted bytes, offline):
+            # half the sandbox starts of running them apart.
+            value, out = await self.p._run(
                 StageId("unpack", name),
                 StageKind.SYNTHESIS,
                 "unpack",
-                {"wheel": f"{{in:wheel}}/{record['filename']}"},
+                {
+                    "wheel": f"{{in:wheel}}/{record['filename']}",
+                    "top_level": record["metadata"]["top_level"],
+                },
                 IntakeRules(
                     suffixes=None,
                     max_files=100_000,
@@ -150,7 +155,25 @@ class Bindings:
                 raise
         shutil.rmtree(out, ignore_errors=True)
         _make_read_only(site)
+        if isinstance(value.get("capabilities"), Mapping):
+            self._remember_capabilities(record, value["capabilities"])
         return site
+
+    def _capabilities_key(self, record: Mapping[str, Any]) -> str:
+        return cache_key(
+            stage="caps",
+            v=BINDINGS_VERSION,
+            wheel=record["blake3"],
+            top=record["metadata"]["top_level"],
+            code=code_identity("mochi_pybridge.runners.bindings.capabilities"),
+        )
+
+    def _remember_capabilities(
+        self, record: Mapping[str, Any], raw: Mapping[str, Any]
+    ) -> dict[str, list[str]]:
+        caps = {str(k): [str(e) for e in v] for k, v in raw.items()}
+        self.p.store.put_result(self._capabilities_key(record), {"capabilities": caps}, [])
+        return caps
 
     # -- capabilities ----------------------------------------------------------------------
 
@@ -158,14 +181,7 @@ class Bindings:
         self, name: str, record: Mapping[str, Any], site: Path
     ) -> dict[str, list[str]]:
         top = record["metadata"]["top_level"]
-        key = cache_key(
-            stage="caps",
-            v=BINDINGS_VERSION,
-            wheel=record["blake3"],
-            top=top,
-            code=code_identity("mochi_pybridge.runners.bindings.capabilities"),
-        )
-        cached = self.p.store.get_result(key)
+        cached = self.p.store.get_result(self._capabilities_key(record))
         if cached is not None:
             self.p.stats.cache_hits += 1
             return dict(cached["capabilities"])
@@ -179,9 +195,7 @@ class Bindings:
             inputs={"site": site},
         )
         shutil.rmtree(out, ignore_errors=True)
-        caps = {str(k): [str(e) for e in v] for k, v in dict(value["capabilities"]).items()}
-        self.p.store.put_result(key, {"capabilities": caps}, [])
-        return caps
+        return self._remember_capabilities(record, value["capabilities"])
 
     def check_capabilities(self, name: str, caps: Mapping[str, list[str]]) -> None:
         allowed = self.p.manifest.capabilities
