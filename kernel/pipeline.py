@@ -8,6 +8,7 @@ changed starts no runner at all.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -272,6 +273,16 @@ class Pipeline:
             )
         return best[1]
 
+    def _fetch_key(self, pkg: ResolvedPackage, wheel: Mapping[str, Any]) -> str:
+        return cache_key(
+            stage="fetch",
+            v=FETCH_VERSION,
+            name=pkg.name,
+            version=pkg.version,
+            filename=wheel["filename"],
+            indexes=[i.url for i in self.manifest.indexes],
+        )
+
     async def verify_provenance(
         self, pkg: ResolvedPackage, record: Mapping[str, Any]
     ) -> Mapping[str, Any]:
@@ -334,14 +345,7 @@ class Pipeline:
     ) -> Mapping[str, Any] | None:
         wheel = self.choose_wheel(pkg)
         indexes = [i.url for i in self.manifest.indexes]
-        key = cache_key(
-            stage="fetch",
-            v=FETCH_VERSION,
-            name=pkg.name,
-            version=pkg.version,
-            filename=wheel["filename"],
-            indexes=indexes,
-        )
+        key = self._fetch_key(pkg, wheel)
         cached = self.store.get_result(key)  # verifies every blob it names: not trusted
         if dry_run:
             print(
@@ -374,7 +378,10 @@ class Pipeline:
                     raise
                 last_error = exc
                 continue
-            return self._ingest(pkg, wheel, index_url, value, out, key)
+            try:
+                return self._ingest(pkg, wheel, index_url, value, out, key)
+            finally:
+                shutil.rmtree(out, ignore_errors=True)
         assert last_error is not None
         raise last_error
 
@@ -387,46 +394,94 @@ class Pipeline:
         out: Path,
         key: str,
     ) -> Mapping[str, Any]:
-        """Check the stage's claims against the bytes themselves, then store them."""
-        try:
-            filename = wheel["filename"]
-            blake, sha, size = self.store.put_file(out / filename)
-            advertised = str(value.get("pypi_simple_sha256", ""))
-            resolver_sha = str(wheel.get("sha256") or "")
-            if sha != advertised or (resolver_sha and resolver_sha != advertised):
-                raise IntegrityError(
-                    f"{filename}: hash mismatch: downloaded bytes sha256 {sha}, index page "
-                    f"advertises {advertised or 'nothing'}, "
-                    f"resolver saw {resolver_sha or 'nothing'}. "
-                    "Nothing was written."
+        """Check the stage's claims against the bytes themselves, then store them. The
+        caller removes ``out``."""
+        filename = wheel["filename"]
+        blake, sha, size = self.store.put_file(out / filename)
+        advertised = str(value.get("pypi_simple_sha256", ""))
+        resolver_sha = str(wheel.get("sha256") or "")
+        if sha != advertised or (resolver_sha and resolver_sha != advertised):
+            raise IntegrityError(
+                f"{filename}: hash mismatch: downloaded bytes sha256 {sha}, index page "
+                f"advertises {advertised or 'nothing'}, "
+                f"resolver saw {resolver_sha or 'nothing'}. "
+                "Nothing was written."
+            )
+        blobs = [blake]
+        provenance = None
+        if value.get("provenance"):
+            provenance, _, _ = self.store.put_file(out / f"{filename}.provenance")
+            blobs.append(provenance)
+        yanked = value.get("yanked", False)
+        if yanked:
+            reason = f": {yanked}" if isinstance(yanked, str) else ""
+            warning = f"warning: {filename} is yanked on the index{reason}"
+            self.sink.emit(StageEvent("log", "fetch", pkg.name, warning))
+        meta = _checked_metadata(pkg, value.get("metadata"))
+        record = {
+            "filename": filename,
+            "url": str(value.get("url", "")),
+            "index_url": index_url,
+            "sha256": sha,
+            "blake3": blake,
+            "size": size,
+            "pypi_simple_sha256": advertised,
+            "yanked": value.get("yanked", False),
+            "provenance": provenance,
+            "metadata": meta,
+        }
+        self.store.put_result(key, record, blobs)
+        return record
+
+    async def prefetch(self, resolved: Sequence[ResolvedPackage]) -> None:
+        """Download every uncached wheel in at most ``jobs`` stages (one sandbox start per
+        batch, not per wheel). Anything a batch could not do is left to the per-package
+        fetch, which retries it alone and reports it precisely."""
+        index_url = self.manifest.indexes[0].url
+        pending = []
+        for pkg in resolved:
+            wheel = self.choose_wheel(pkg)
+            key = self._fetch_key(pkg, wheel)
+            if self.store.get_result(key) is None:
+                pending.append((pkg, wheel, key))
+        if len(pending) < 2:
+            return
+        batches = [pending[i :: max(1, self.jobs)] for i in range(max(1, self.jobs))]
+
+        async def one(batch: list[tuple[ResolvedPackage, Mapping[str, Any], str]]) -> None:
+            items = [
+                {"name": p.name, "filename": w["filename"], "index_url": index_url}
+                for p, w, _ in batch
+            ]
+            try:
+                value, out = await self._run(
+                    StageId("fetch", f"{len(batch)} wheels"),
+                    StageKind.FETCH,
+                    "download_many",
+                    {"items": items},
+                    IntakeRules(
+                        suffixes=frozenset({".whl", ".provenance"}),
+                        max_files=2 * len(batch),
+                        max_file_size=2 << 30,
+                        max_total_size=8 << 30,
+                        read_data=False,
+                    ),
                 )
-            blobs = [blake]
-            provenance = None
-            if value.get("provenance"):
-                provenance, _, _ = self.store.put_file(out / f"{filename}.provenance")
-                blobs.append(provenance)
-            yanked = value.get("yanked", False)
-            if yanked:
-                reason = f": {yanked}" if isinstance(yanked, str) else ""
-                warning = f"warning: {filename} is yanked on the index{reason}"
-                self.sink.emit(StageEvent("log", "fetch", pkg.name, warning))
-            meta = _checked_metadata(pkg, value.get("metadata"))
-            record = {
-                "filename": filename,
-                "url": str(value.get("url", "")),
-                "index_url": index_url,
-                "sha256": sha,
-                "blake3": blake,
-                "size": size,
-                "pypi_simple_sha256": advertised,
-                "yanked": value.get("yanked", False),
-                "provenance": provenance,
-                "metadata": meta,
-            }
-            self.store.put_result(key, record, blobs)
-            return record
-        finally:
-            shutil.rmtree(out, ignore_errors=True)
+            except StageFailed:
+                return  # the per-package fetches will redo it, one by one
+            try:
+                for (pkg, wheel, key), result in zip(batch, value["results"], strict=False):
+                    if result.get("ok") and result.get("filename") == wheel["filename"]:
+                        # A failure here is refetched alone, and then reported.
+                        with contextlib.suppress(PybridgeError):
+                            self._ingest(pkg, wheel, index_url, result, out, key)
+            finally:
+                shutil.rmtree(out, ignore_errors=True)
+
+        async with trio.open_nursery() as nursery:
+            for batch in batches:
+                if batch:
+                    nursery.start_soon(one, batch)
 
     # -- the whole lock --------------------------------------------------------------------
 
@@ -444,6 +499,7 @@ class Pipeline:
                 await self.fetch(pkg, dry_run=True)
             return None
         bindings = Bindings(self)
+        await self.prefetch(resolved)
         by_name = {p.name: p for p in resolved}
         direct = {d.name for d in self.manifest.dependencies}
         records: dict[str, Mapping[str, Any]] = {}

@@ -315,8 +315,26 @@ def _wheel_metadata(path: Path) -> dict[str, Any]:
 
 
 def download(request: Request, channel: RunnerChannel) -> Mapping[str, Any]:
-    params = request.params
-    out = Path(params["out"])
+    return _download_one(request.params, Path(request.params["out"]), request.id, channel)
+
+
+def download_many(request: Request, channel: RunnerChannel) -> Mapping[str, Any]:
+    """Several wheels in one stage (one sandbox start instead of one per wheel). Each item's
+    failure is reported with its code; the kernel retries those one by one."""
+    out = Path(request.params["out"])
+    results: list[Mapping[str, Any]] = []
+    for item in request.params["items"]:
+        try:
+            results.append({"ok": True, **_download_one(item, out, request.id, channel)})
+        except RunnerFailure as exc:
+            results.append({"ok": False, "name": item.get("name"), "code": exc.code,
+                            "message": exc.message[:2000]})  # fmt: skip
+    return {"results": results}
+
+
+def _download_one(
+    params: Mapping[str, Any], out: Path, request_id: int, channel: RunnerChannel
+) -> Mapping[str, Any]:
     name, filename = params["name"], params["filename"]
     if not _FILENAME.match(filename):
         raise RunnerFailure("failed", f"refusing odd wheel filename {filename!r}")
@@ -330,7 +348,7 @@ def download(request: Request, channel: RunnerChannel) -> Mapping[str, Any]:
     url = urllib.parse.urljoin(page_url, entry["url"])
     sha256, b3, size = hashlib.sha256(), blake3.blake3(), 0
     target = out / filename
-    channel.progress(request.id, f"downloading {filename}", 0, entry.get("size"))
+    channel.progress(request_id, f"downloading {filename}", 0, entry.get("size"))
     with _open(url) as response, target.open("wb") as f:
         while chunk := response.read(1 << 20):
             size += len(chunk)
@@ -339,7 +357,7 @@ def download(request: Request, channel: RunnerChannel) -> Mapping[str, Any]:
             sha256.update(chunk)
             b3.update(chunk)
             f.write(chunk)
-            channel.progress(request.id, f"downloading {filename}", size, entry.get("size"))
+            channel.progress(request_id, f"downloading {filename}", size, entry.get("size"))
     if sha256.hexdigest() != advertised:
         target.unlink()
         raise RunnerFailure(
@@ -372,7 +390,7 @@ def download(request: Request, channel: RunnerChannel) -> Mapping[str, Any]:
 
 
 def main() -> int:
-    return serve_one({"resolve": resolve, "download": download})
+    return serve_one({"resolve": resolve, "download": download, "download_many": download_many})
 
 
 if __name__ == "__main__":
