@@ -21,6 +21,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import trio
+
 from mochi_pybridge.kernel.errors import PybridgeError, StageFailed
 from mochi_pybridge.kernel.events import StageEvent
 from mochi_pybridge.kernel.lifecycle import StageId
@@ -147,14 +149,10 @@ class Bindings:
             )
         finally:
             shutil.rmtree(staging, ignore_errors=True)
-        site.parent.mkdir(parents=True, exist_ok=True)
         try:
-            os.rename(out / "site", site)  # intake passed and the stage is dead: adopt it
-        except OSError:
-            if not site.is_dir():  # another lock adopted the same wheel first: fine
-                raise
-        shutil.rmtree(out, ignore_errors=True)
-        _make_read_only(site)
+            self._adopt_site(out / "site", record)
+        finally:
+            shutil.rmtree(out, ignore_errors=True)
         if isinstance(value.get("capabilities"), Mapping):
             self._remember_capabilities(record, value["capabilities"])
         return site
@@ -174,6 +172,82 @@ class Bindings:
         caps = {str(k): [str(e) for e in v] for k, v in raw.items()}
         self.p.store.put_result(self._capabilities_key(record), {"capabilities": caps}, [])
         return caps
+
+    async def preunpack(self, items: Sequence[tuple[str, Mapping[str, Any]]]) -> None:
+        """Unpack (and analyse) every wheel without a site yet in at most ``jobs`` stages.
+        What a batch could not do is left to ``unpack``, which redoes it alone."""
+        pending = [(n, r) for n, r in items if not self.site_path(r["blake3"]).is_dir()]
+        if len(pending) < 2:
+            return
+        jobs = max(1, self.p.jobs)
+        batches = [pending[i::jobs] for i in range(jobs)]
+
+        async def one(batch: list[tuple[str, Mapping[str, Any]]]) -> None:
+            staging = self.p.work / uuid.uuid4().hex
+            staging.mkdir(parents=True)
+            try:
+                for _, record in batch:
+                    shutil.copyfile(
+                        self.p.store.path_of(record["blake3"]), staging / record["filename"]
+                    )
+                params = {
+                    "items": [
+                        {
+                            "wheel": f"{{in:wheels}}/{r['filename']}",
+                            "top_level": r["metadata"]["top_level"],
+                        }
+                        for _, r in batch
+                    ]
+                }
+                try:
+                    value, out = await self.p._run(
+                        StageId("unpack", f"{len(batch)} wheels"),
+                        StageKind.SYNTHESIS,
+                        "unpack_many",
+                        params,
+                        IntakeRules(
+                            suffixes=None,
+                            max_files=100_000 * len(batch),
+                            max_depth=50,
+                            max_file_size=1 << 30,
+                            max_total_size=8 << 30,
+                            read_data=False,
+                        ),
+                        module=UNPACK_RUNNER,
+                        inputs={"wheels": staging},
+                    )
+                except StageFailed:
+                    return
+            finally:
+                shutil.rmtree(staging, ignore_errors=True)
+            try:
+                for index, ((_, record), result) in enumerate(
+                    zip(batch, value["results"], strict=False)
+                ):
+                    if result.get("ok"):
+                        self._adopt_site(out / str(index) / "site", record)
+                        if isinstance(result.get("capabilities"), Mapping):
+                            self._remember_capabilities(record, result["capabilities"])
+            finally:
+                shutil.rmtree(out, ignore_errors=True)
+
+        async with trio.open_nursery() as nursery:
+            for batch in batches:
+                if batch:
+                    nursery.start_soon(one, batch)
+
+    def _adopt_site(self, unpacked: Path, record: Mapping[str, Any]) -> Path:
+        """Move a checked site (intake passed, the stage is dead) into the shared cache."""
+        site = self.site_path(record["blake3"])
+        site.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            os.rename(unpacked, site)
+        except OSError:
+            if not site.is_dir():  # another lock adopted the same wheel first: fine
+                raise
+            return site
+        _make_read_only(site)
+        return site
 
     # -- capabilities ----------------------------------------------------------------------
 

@@ -500,6 +500,7 @@ class Pipeline:
             return None
         bindings = Bindings(self)
         await self.prefetch(resolved)
+        await self._preunpack(bindings, resolved)
         by_name = {p.name: p for p in resolved}
         direct = {d.name for d in self.manifest.dependencies}
         records: dict[str, Mapping[str, Any]] = {}
@@ -538,6 +539,15 @@ class Pipeline:
         self.wrappers = [w for b in bound.values() for w in b.wrappers]
         self._check_alias_clashes()
         return self._lock_data(resolved, records, bound, caps)
+
+    async def _preunpack(self, bindings: Any, resolved: Sequence[ResolvedPackage]) -> None:
+        """Batch-unpack what the prefetch stored; anything else is done per package later."""
+        items = []
+        for pkg in resolved:
+            record = self.store.get_result(self._fetch_key(pkg, self.choose_wheel(pkg)))
+            if record is not None:
+                items.append((pkg.name, record))
+        await bindings.preunpack(items)
 
     def _check_alias_clashes(self) -> None:
         seen: dict[str, str] = {}

@@ -4,6 +4,7 @@ wheel against an independent download."""
 from __future__ import annotations
 
 import hashlib
+import json
 import shutil
 import subprocess
 import sys
@@ -47,3 +48,33 @@ def test_lock_examples_hello_against_pypi(tmp_path: Path) -> None:
         )  # fmt: skip
         data = (downloads / pkg.wheel_filename).read_bytes()
         assert hashlib.sha256(data).hexdigest() == pkg.wheel_sha256, pkg.name
+
+
+def test_hello_wrappers_call_real_packages(tmp_path: Path) -> None:
+    """The compiled wrappers of examples/hello, next to its locked packages installed from
+    pylock.toml, call the real code of real PyPI packages."""
+    project = tmp_path / "hello"
+    shutil.copytree(
+        EXAMPLE, project, ignore=shutil.ignore_patterns("mochi.lock", "pylock.toml", "python_wrap")
+    )
+    assert cli(project, tmp_path / "cache", "lock", timeout=600).returncode == 0
+    venv = tmp_path / "venv"
+    uv = str(Path(sys.executable).with_name("uv"))
+    subprocess.run([uv, "venv", "-q", "--python", sys.executable, str(venv)], check=True)
+    subprocess.run([uv, "pip", "install", "-q", "--python", str(venv / "bin" / "python"),
+                    "-r", str(project / "pylock.toml")], check=True)  # fmt: skip
+    code = f"""
+import json, sys
+sys.path.insert(0, {str(project / "python_wrap" / "toolz")!r})
+import _mochi_toolz as toolz
+print(json.dumps([toolz.partition_all(2, [1, 2, 3, 4, 5]), toolz.frequencies("abca")]))
+for alias in ("attrs", "http", "etree", "yaml"):
+    sys.path.insert(0, {str(project / "python_wrap")!r} + "/" + alias)
+import _mochi_attrs, _mochi_requests, _mochi_lxml_etree, _mochi_yaml
+assert issubclass(_mochi_yaml.PythonTypeMismatch, TypeError)
+"""
+    done = subprocess.run(
+        [str(venv / "bin" / "python"), "-c", code], capture_output=True, text=True, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout) == [[[1, 2], [3, 4], [5]], {"a": 2, "b": 1, "c": 1}]
