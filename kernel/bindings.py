@@ -295,8 +295,10 @@ class Bindings:
         """(provenance, source distribution, stub root, stub suffix) — first tier that hits."""
         site = sites[pkg.name]
         marker = site / module / "py.typed"
-        if marker.is_file():
-            return "inline", f"{pkg.name} {pkg.version}", site, ""
+        inline = ("inline", f"{pkg.name} {pkg.version}", site, "")
+        if marker.is_file() and "partial" not in marker.read_text(errors="replace")[:4096]:
+            return inline
+        # No marker, or a `partial` one (PEP 561): a stubs distribution wins if there is one.
         for candidate in (f"{pkg.name}-stubs", f"{module.replace('_', '-')}-stubs"):
             if candidate in sites and (sites[candidate] / f"{module}-stubs").is_dir():
                 return (
@@ -308,6 +310,8 @@ class Bindings:
         typeshed = await self._typeshed(pkg, module)
         if typeshed is not None:
             return typeshed
+        if marker.is_file():
+            return inline  # partial inline types are still better than stubgen's guesses
         if self.p.manifest.stubgen_fallback == "deny":
             raise PybridgeError(
                 f"{pkg.name} is untyped (no py.typed, no stubs package, no types-{pkg.name}) and "
@@ -418,6 +422,7 @@ class Bindings:
             "int_mode": self.p.manifest.int_mode,
             "allow_partial": self.p.manifest.allow_partial,
             "strict_returns": self.p.manifest.strict_return_types,
+            "async_mode": self.p.manifest.async_mode,
             "stub_suffix": suffix,
             "refuse": refuse,
         }

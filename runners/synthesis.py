@@ -42,6 +42,7 @@ def synthesis(request: Request, channel: RunnerChannel) -> Mapping[str, Any]:
         str(p["package"]),
         str(p["version"]),
         strict_returns=bool(p.get("strict_returns", True)),
+        async_mode=str(p.get("async_mode", "per-call")),
     )
     name = module.replace(".", "_")
     out = Path(p["out"])

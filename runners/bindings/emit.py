@@ -122,7 +122,7 @@ def _convert_result(t: MochiType | None, plan: Plan) -> str:
     return "_r"
 
 
-def render_sidecar(plan: Plan, package: str, version: str) -> str:
+def render_sidecar(plan: Plan, package: str, version: str, *, async_mode: str = "per-call") -> str:
     lines = [
         f'"""Sidecar of the Mochi bindings for {package} {version} (module {plan.module}).',
         "",
@@ -162,15 +162,22 @@ def render_sidecar(plan: Plan, package: str, version: str) -> str:
     if classes:
         lines += ["", ""]
     if plan.functions and any(f.is_async for f in plan.functions):
-        lines += [
-            "_LOOP = None",
-            "",
-            "",
-            "def _run(coro):",
-            "    return _asyncio.run(coro)",
-            "",
-            "",
-        ]
+        if async_mode == "persistent":
+            # One loop for the process: loop-bound objects survive between calls (MEP-71 R8).
+            lines += [
+                "_LOOP = None",
+                "",
+                "",
+                "def _run(coro):",
+                "    global _LOOP",
+                "    if _LOOP is None:",
+                "        _LOOP = _asyncio.new_event_loop()",
+                "    return _LOOP.run_until_complete(coro)",
+                "",
+                "",
+            ]
+        else:  # per-call: a fresh loop each time, nothing leaks between calls
+            lines += ["def _run(coro):", "    return _asyncio.run(coro)", "", ""]
     for var in plan.variables:
         lines.append(f"{var.mochi_name} = getattr(_module, {var.python_name!r})")
         exported.append(var.mochi_name)
@@ -542,10 +549,17 @@ error:
     return "\n".join(out)
 
 
-def render_all(plan: Plan, package: str, version: str, *, strict_returns: bool = True) -> Outputs:
+def render_all(
+    plan: Plan,
+    package: str,
+    version: str,
+    *,
+    strict_returns: bool = True,
+    async_mode: str = "per-call",
+) -> Outputs:
     return Outputs(
         shim=render_shim(plan, package, version),
-        sidecar=render_sidecar(plan, package, version),
+        sidecar=render_sidecar(plan, package, version, async_mode=async_mode),
         sidecar_stub=render_sidecar_stub(plan),
         c_source=render_c(plan, package, version, strict_returns=strict_returns),
         skipped=render_skipped(plan, package, version),

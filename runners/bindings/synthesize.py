@@ -51,7 +51,10 @@ MOCHI_RESERVED = frozenset(
         "false",
     ]
 )
-HINT = "write a typed wrapper in NAME_externs.py (hand-written sidecars are kept) or add stubs"
+HINT = (
+    "wrap it in a typed Python function of your own and import that module instead, "
+    "or add stubs for it (a NAME-stubs package or types-NAME)"
+)
 
 
 def mochi_ident(name: str) -> str:

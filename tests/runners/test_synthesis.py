@@ -316,3 +316,28 @@ def test_hostile_stub_files_skip_a_module_not_the_package(tmp_path: Path) -> Non
     plan = plan_for(root, "evil")
     assert [f.mochi_name for f in plan.functions] == ["g"]
     assert any(s.token == "SkipForwardRef" and "evil.deep" in s.item for s in plan.skipped)
+
+
+def test_persistent_async_mode_keeps_one_loop(tmp_path: Path) -> None:
+    root = write_package(tmp_path, {
+        "loopy/__init__.py": (
+            "import asyncio\n\nLOOPS = []\n\n"
+            "async def loops_seen() -> int:\n"
+            "    LOOPS.append(asyncio.get_running_loop())  # kept alive: ids cannot be reused\n"
+            "    return len({id(loop) for loop in LOOPS})\n"
+        ),
+        "loopy/py.typed": "",
+    })  # fmt: skip
+    from mochi_pybridge.runners.bindings.emit import render_all as render
+
+    for mode, same in (("persistent", True), ("per-call", False)):
+        out = tmp_path / mode
+        out.mkdir()
+        outputs = render(plan_for(root, "loopy"), "loopy", "1.0", async_mode=mode)
+        (out / "loopy_externs.py").write_text(outputs.sidecar)
+        result = call(
+            root,
+            out,
+            "import loopy_externs as m\na = m.loop_id_sync(); b = m.loop_id_sync()\nresult = a == b",
+        )
+        assert result is same
