@@ -11,6 +11,7 @@ import statistics
 import tempfile
 import textwrap
 import time
+import uuid
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -46,7 +47,7 @@ async def compile_all(src: Path, jobs: int, unsafe: bool) -> float:
     specs = [StageSpec(f"c{i}", "compile", f"w{i}") for i in range(N)]
 
     async def execute(spec: StageSpec, deps: Mapping[str, Outcome]) -> Any:
-        out = src.parent / f"out-{spec.key}-{jobs}-{unsafe}"
+        out = src.parent / f"out-{uuid.uuid4().hex}"
         out.mkdir()
         return await run_stage(
             StageId("compile", spec.package), POLICIES[StageKind.COMPILE],
