@@ -7,11 +7,12 @@ import json
 import sys
 import time
 from dataclasses import asdict, dataclass, field
-from typing import IO, Protocol
-
-from rich.table import Table
+from typing import IO, TYPE_CHECKING, Protocol
 
 from mochi_pybridge.sandbox.logs import strip_control
+
+if TYPE_CHECKING:  # rich costs ~0.1 s to import: only a terminal display pays for it
+    from rich.table import Table
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,6 +83,7 @@ class RichSink:
         self._live.start()
 
     def _render(self) -> Table:
+        from rich.table import Table
 
         table = Table.grid(padding=(0, 1))
         for (stage, package), message in sorted(self._running.items()):
