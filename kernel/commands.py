@@ -29,9 +29,6 @@ from mochi_pybridge.kernel.pipeline import Pipeline
 from mochi_pybridge.kernel.projectlock import project_lock
 from mochi_pybridge.kernel.store import atomic_write
 
-# The pipeline of the last run_lock in this process (for `stubs`, which reads its results).
-report_pipeline: list[Pipeline | None] = [None]
-
 
 @dataclass
 class LockReport:
@@ -41,6 +38,7 @@ class LockReport:
     seconds: float
     runners_started: int
     cache_hits: int
+    pipeline: Pipeline  # for commands that read more of what the run found (`stubs`)
 
 
 def _say(args: argparse.Namespace, text: str) -> None:
@@ -92,7 +90,6 @@ async def run_lock(
                 if drift or not (project / PYLOCK_NAME).exists():
                     write_outputs(project, data)
                     wrote = True
-    report_pipeline[0] = pipeline
     return LockReport(
         data,
         wrote,
@@ -100,6 +97,7 @@ async def run_lock(
         time.monotonic() - started,
         pipeline.stats.runners_started,
         pipeline.stats.cache_hits,
+        pipeline,
     )
 
 
@@ -282,9 +280,7 @@ def cmd_stubs(args: argparse.Namespace) -> int:
     name = str(canonicalize_name(args.name))
     if data is None or name not in {p.name for p in data.packages}:
         raise PybridgeError(f"{args.name} is not in {project / LOCK_NAME}; lock it first")
-    _run(args, check=True)
-    pipeline = report_pipeline[0]
-    assert pipeline is not None
+    pipeline = _run(args, check=True).pipeline
     if name not in pipeline.stub_roots:
         raise PybridgeError(f"{name} is not a direct dependency with code: it has no bindings")
     provenance, source, root, package_dir = pipeline.stub_roots[name]
