@@ -109,6 +109,8 @@ class Bindings:
         self.p = pipeline
         self.sites_dir = pipeline.cache_dir / "sites"
         self._cc: str | None = None
+        # Wrappers whose C awaits compile_deferred(): (package, wrapper, .so name, C source).
+        self.deferred: list[tuple[ResolvedPackage, WrapperFiles, str, bytes]] = []
 
     # -- sites -----------------------------------------------------------------------------
 
@@ -457,19 +459,88 @@ class Bindings:
         self.p.store.put_result(key, {"files": digests}, list(digests.values()))
         return files
 
-    async def compile(self, pkg: ResolvedPackage, module: str, c_source: bytes) -> bytes:
+    def _compile_key(self, c_source: bytes) -> str:
         if self._cc is None:
             self._cc = _compiler_identity()
-        name = module.replace(".", "_")
-        include = sysconfig.get_paths()["include"]
-        key = cache_key(
+        return cache_key(
             stage="compile",
             v=BINDINGS_VERSION,
             source=hashlib.sha256(c_source).hexdigest(),
             cc=self._cc,
             flags=CFLAGS,
-            include=include,
+            include=sysconfig.get_paths()["include"],
         )
+
+    async def compile_deferred(self) -> None:
+        """Compile every wrapper ``bind`` left uncompiled, in at most ``jobs`` stages (one
+        sandbox start per batch); a batch that fails is redone one wrapper at a time, so the
+        error names the package."""
+        pending = [
+            (pkg, w, so_name, c) for pkg, w, so_name, c in self.deferred if so_name not in w.files
+        ]
+        jobs = max(1, self.p.jobs)
+        batches = [pending[i::jobs] for i in range(jobs)] if len(pending) > 1 else []
+
+        async def one(batch: list[tuple[ResolvedPackage, WrapperFiles, str, bytes]]) -> None:
+            staging = self.p.work / uuid.uuid4().hex
+            staging.mkdir(parents=True)
+            try:
+                items = []
+                for index, (_, _, so_name, c_source) in enumerate(batch):
+                    (staging / f"{index}.c").write_bytes(c_source)
+                    items.append(
+                        {"source": f"{{in:src}}/{index}.c", "output_name": f"{index}-{so_name}"}
+                    )
+                try:
+                    _, out = await self.p._run(
+                        StageId("compile", f"{len(batch)} wrappers"),
+                        StageKind.COMPILE,
+                        "compile_many",
+                        {
+                            "items": items,
+                            "cc": CC,
+                            "flags": list(CFLAGS),
+                            "include": sysconfig.get_paths()["include"],
+                        },
+                        IntakeRules(
+                            suffixes=frozenset({".so"}),
+                            max_files=len(batch),
+                            max_file_size=64 << 20,
+                            max_total_size=len(batch) * (64 << 20),
+                        ),
+                        module=COMPILE_RUNNER,
+                        inputs={"src": staging},
+                    )
+                except StageFailed:
+                    return  # compiled one by one below, where the failure is reported
+            finally:
+                shutil.rmtree(staging, ignore_errors=True)
+            try:
+                for index, (_, wrapper, so_name, c_source) in enumerate(batch):
+                    built = out / f"{index}-{so_name}"
+                    if built.is_file():
+                        data = built.read_bytes()
+                        digest = self.p.store.put(data)
+                        self.p.store.put_result(
+                            self._compile_key(c_source), {"so": digest}, [digest]
+                        )
+                        wrapper.files[so_name] = data
+            finally:
+                shutil.rmtree(out, ignore_errors=True)
+
+        async with trio.open_nursery() as nursery:
+            for batch in batches:
+                if batch:
+                    nursery.start_soon(one, batch)
+        for pkg, wrapper, so_name, c_source in self.deferred:
+            if so_name not in wrapper.files:
+                wrapper.files[so_name] = await self.compile(pkg, wrapper.module, c_source)
+        self.deferred.clear()
+
+    async def compile(self, pkg: ResolvedPackage, module: str, c_source: bytes) -> bytes:
+        name = module.replace(".", "_")
+        include = sysconfig.get_paths()["include"]
+        key = self._compile_key(c_source)
         cached = self.p.store.get_result(key)
         if cached is not None:
             self.p.stats.cache_hits += 1
@@ -548,7 +619,6 @@ class Bindings:
         for alias, target in imports:
             files = await self.synthesize(pkg, target, alias, root, suffix, refuse)
             name = target.replace(".", "_")
-            so = await self.compile(pkg, target, files[f"_mochi_{name}.c"])
             summary = json.loads(files.pop("summary.json"))
             skipped += int(summary["skipped"])
             for fname in sorted(files):
@@ -556,7 +626,15 @@ class Bindings:
                     wrapper_hash.update(
                         fname.encode() + b"\0" + hashlib.sha256(files[fname]).digest()
                     )
-            wrappers.append(WrapperFiles(alias, target, {**files, f"_mochi_{name}.abi3.so": so}))
+            wrapper = WrapperFiles(alias, target, dict(files))
+            so_name = f"_mochi_{name}.abi3.so"
+            cached = self.p.store.get_result(self._compile_key(files[f"_mochi_{name}.c"]))
+            if cached is not None:
+                self.p.stats.cache_hits += 1
+                wrapper.files[so_name] = self.p.store.get(cached["so"])
+            else:  # compiled after the graph, batched with the other packages' wrappers
+                self.deferred.append((pkg, wrapper, so_name, files[f"_mochi_{name}.c"]))
+            wrappers.append(wrapper)
         return PackageBindings(
             provenance, source, stub_sha, wrapper_hash.hexdigest(), skipped, wrappers
         )

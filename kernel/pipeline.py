@@ -535,6 +535,7 @@ class Pipeline:
             error = failures[0]
             assert error is not None
             raise error
+        await bindings.compile_deferred()
         bound = {s.package: run.outcomes[s.key].value for s in bind_specs}
         self.wrappers = [w for b in bound.values() for w in b.wrappers]
         self._check_alias_clashes()

@@ -38,8 +38,30 @@ def compile_wrapper(request: Request, channel: RunnerChannel) -> Mapping[str, An
     return {"size": output.stat().st_size, "warnings": done.stderr[-2000:]}
 
 
+def compile_many(request: Request, channel: RunnerChannel) -> Mapping[str, Any]:
+    """Several wrappers in one stage, with the same compiler and flags; each failure is
+    reported and the kernel redoes that one alone."""
+    p = request.params
+    out = Path(p["out"])
+    results = []
+    for index, item in enumerate(p["items"]):
+        source = Path(item["source"])
+        channel.progress(request.id, f"compiling {source.name}", index, len(p["items"]))
+        argv = [
+            str(p["cc"]),
+            *[str(f) for f in p["flags"]],
+            f"-I{p['include']}",
+            str(source),
+            "-o",
+            str(out / str(item["output_name"])),
+        ]
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=TIMEOUT, check=False)
+        results.append({"ok": done.returncode == 0, "stderr": done.stderr[-2000:]})
+    return {"results": results}
+
+
 def main() -> int:
-    return serve_one({"compile": compile_wrapper})
+    return serve_one({"compile": compile_wrapper, "compile_many": compile_many})
 
 
 if __name__ == "__main__":
