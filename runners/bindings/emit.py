@@ -114,12 +114,12 @@ def _py_type(t: MochiType | None) -> str:
 def _convert_result(t: MochiType | None, plan: Plan) -> str:
     """Python expression turning ``_r`` into what the wrapper checks against ``t``."""
     if isinstance(t, ListOf):
-        return "_r if isinstance(_r, list) else list(_r)"
+        return "_mochi_r_ if isinstance(_mochi_r_, list) else list(_mochi_r_)"
     if isinstance(t, SetOf):
-        return "_r if isinstance(_r, (set, frozenset)) else set(_r)"
+        return "_mochi_r_ if isinstance(_mochi_r_, (set, frozenset)) else set(_mochi_r_)"
     if isinstance(t, Record):
-        return f"_record_to_dict(_r, {[f for f, _ in t.fields]!r})"
-    return "_r"
+        return f"_record_to_dict(_mochi_r_, {[f for f, _ in t.fields]!r})"
+    return "_mochi_r_"
 
 
 def render_sidecar(plan: Plan, package: str, version: str, *, async_mode: str = "per-call") -> str:
@@ -133,7 +133,7 @@ def render_sidecar(plan: Plan, package: str, version: str, *, async_mode: str = 
         "import dataclasses as _dataclasses",
         "import importlib as _importlib",
         "",
-        f"_module = _importlib.import_module({plan.module!r})",
+        f"_mochi_module_ = _importlib.import_module({plan.module!r})",
         "",
         "",
         "def _resolve(qualname):",
@@ -179,7 +179,7 @@ def render_sidecar(plan: Plan, package: str, version: str, *, async_mode: str = 
         else:  # per-call: a fresh loop each time, nothing leaks between calls
             lines += ["def _run(coro):", "    return _asyncio.run(coro)", "", ""]
     for var in plan.variables:
-        lines.append(f"{var.mochi_name} = getattr(_module, {var.python_name!r})")
+        lines.append(f"{var.mochi_name} = getattr(_mochi_module_, {var.python_name!r})")
         exported.append(var.mochi_name)
     if plan.variables:
         lines += ["", ""]
@@ -201,14 +201,14 @@ def render_sidecar(plan: Plan, package: str, version: str, *, async_mode: str = 
                     keywords.append((param.python_name, local))
                 continue
             positional.append(local)
-        lines.append("    _kw = {}")
+        lines.append("    _mochi_kw_ = {}")
         for python_name, local in keywords:
             lines.append(f"    if {local} is not None:")
-            lines.append(f"        _kw[{python_name!r}] = {local}")
-        args = ", ".join([*positional, "**_kw"])
+            lines.append(f"        _mochi_kw_[{python_name!r}] = {local}")
+        args = ", ".join([*positional, "**_mochi_kw_"])
         self_name = names[0] if func.kind in ("method", "getter") and names else "self_"
         if func.kind == "function":
-            call = f"_module.{func.target}({args})"
+            call = f"_mochi_module_.{func.target}({args})"
         elif func.kind == "constructor":
             assert isinstance(func.result, Opaque)
             call = f"{func.result.name}({args})"
@@ -218,7 +218,7 @@ def render_sidecar(plan: Plan, package: str, version: str, *, async_mode: str = 
             call = f"{self_name}.{func.target.split('.', 1)[1]}({args})"
         if func.is_async:
             call = f"_run({call})"
-        lines.append(f"    _r = {call}")
+        lines.append(f"    _mochi_r_ = {call}")
         lines.append(f"    return {_convert_result(func.result, plan)}")
         lines += ["", ""]
     lines.append(f"__all__ = {sorted(exported)!r}")

@@ -341,3 +341,21 @@ def test_persistent_async_mode_keeps_one_loop(tmp_path: Path) -> None:
             "import loopy_externs as m\nm.loops_seen_sync()\nresult = m.loops_seen_sync()",
         )
         assert result == (1 if same else 2)
+
+
+def test_sidecar_names_never_shadow_the_wrapped_parameters(tmp_path: Path) -> None:
+    root = write_package(tmp_path, {
+        "shadow/__init__.py": (
+            "def f(_kw: int, _r: int, _module: int = 3, _mochi: int = 4) -> list[int]:\n"
+            "    return [_kw, _r, _module, _mochi]\n"
+        ),
+        "shadow/py.typed": "",
+    })  # fmt: skip
+    out = tmp_path / "wrap"
+    build_wrapper(root, out, "shadow")
+    assert call(
+        root, out, "import _mochi_shadow as m\nresult = [m.f(1, 2, None, None), m.f(1, 2, 5, 6)]"
+    ) == [
+        [1, 2, 3, 4],
+        [1, 2, 5, 6],
+    ]
