@@ -21,10 +21,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import trio
-
 from mochi_pybridge.kernel.errors import PybridgeError, StageFailed
 from mochi_pybridge.kernel.events import StageEvent
+from mochi_pybridge.kernel.graph import run_in_batches
 from mochi_pybridge.kernel.lifecycle import StageId
 from mochi_pybridge.kernel.store import cache_key, code_identity
 from mochi_pybridge.sandbox.intake import IntakeRules, intake
@@ -51,6 +50,19 @@ CFLAGS = (
     "-Werror=implicit-function-declaration",
 )
 WRAPPER_SUFFIXES = frozenset({".mochi", ".py", ".pyi", ".c", ".txt", ".json"})
+
+
+def site_rules(wheels: int) -> IntakeRules:
+    """What an unpack stage may leave: any names and suffixes (wheels carry data files), but
+    bounded, and never read into memory (sites are moved into the cache, not copied)."""
+    return IntakeRules(
+        suffixes=None,
+        max_files=100_000 * wheels,
+        max_depth=50,
+        max_file_size=1 << 30,
+        max_total_size=(4 << 30) * wheels,
+        read_data=False,
+    )
 
 
 class CapabilityRefused(PybridgeError):
@@ -138,14 +150,7 @@ class Bindings:
                     "wheel": f"{{in:wheel}}/{record['filename']}",
                     "top_level": record["metadata"]["top_level"],
                 },
-                IntakeRules(
-                    suffixes=None,
-                    max_files=100_000,
-                    max_depth=48,
-                    max_file_size=1 << 30,
-                    max_total_size=4 << 30,
-                    read_data=False,
-                ),
+                site_rules(1),
                 module=UNPACK_RUNNER,
                 inputs={"wheel": staging},
             )
@@ -179,10 +184,6 @@ class Bindings:
         """Unpack (and analyse) every wheel without a site yet in at most ``jobs`` stages.
         What a batch could not do is left to ``unpack``, which redoes it alone."""
         pending = [(n, r) for n, r in items if not self.site_path(r["blake3"]).is_dir()]
-        if len(pending) < 2:
-            return
-        jobs = max(1, self.p.jobs)
-        batches = [pending[i::jobs] for i in range(jobs)]
 
         async def one(batch: list[tuple[str, Mapping[str, Any]]]) -> None:
             staging = self.p.work / uuid.uuid4().hex
@@ -207,14 +208,7 @@ class Bindings:
                         StageKind.SYNTHESIS,
                         "unpack_many",
                         params,
-                        IntakeRules(
-                            suffixes=None,
-                            max_files=100_000 * len(batch),
-                            max_depth=50,
-                            max_file_size=1 << 30,
-                            max_total_size=8 << 30,
-                            read_data=False,
-                        ),
+                        site_rules(len(batch)),
                         module=UNPACK_RUNNER,
                         inputs={"wheels": staging},
                     )
@@ -233,10 +227,7 @@ class Bindings:
             finally:
                 shutil.rmtree(out, ignore_errors=True)
 
-        async with trio.open_nursery() as nursery:
-            for batch in batches:
-                if batch:
-                    nursery.start_soon(one, batch)
+        await run_in_batches(pending, self.p.jobs, one)
 
     def _adopt_site(self, unpacked: Path, record: Mapping[str, Any]) -> Path:
         """Move a checked site (intake passed, the stage is dead) into the shared cache."""
@@ -478,8 +469,6 @@ class Bindings:
         pending = [
             (pkg, w, so_name, c) for pkg, w, so_name, c in self.deferred if so_name not in w.files
         ]
-        jobs = max(1, self.p.jobs)
-        batches = [pending[i::jobs] for i in range(jobs)] if len(pending) > 1 else []
 
         async def one(batch: list[tuple[ResolvedPackage, WrapperFiles, str, bytes]]) -> None:
             staging = self.p.work / uuid.uuid4().hex
@@ -528,10 +517,7 @@ class Bindings:
             finally:
                 shutil.rmtree(out, ignore_errors=True)
 
-        async with trio.open_nursery() as nursery:
-            for batch in batches:
-                if batch:
-                    nursery.start_soon(one, batch)
+        await run_in_batches(pending, self.p.jobs, one)
         for pkg, wrapper, so_name, c_source in self.deferred:
             if so_name not in wrapper.files:
                 wrapper.files[so_name] = await self.compile(pkg, wrapper.module, c_source)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import trio
 
@@ -129,3 +129,22 @@ async def run_graph(
         for spec in stages:
             nursery.start_soon(one, spec, nursery.cancel_scope)
     return result
+
+
+T = TypeVar("T")
+
+
+async def run_in_batches(
+    items: Sequence[T], jobs: int, work: Callable[[list[T]], Awaitable[None]]
+) -> None:
+    """Split ``items`` into at most ``jobs`` batches and run ``work`` on each concurrently:
+    one sandbox start per batch instead of one per item. Fewer than two items: nothing to
+    gain, so nothing is done (the caller's per-item path handles them)."""
+    if len(items) < 2:
+        return
+    count = max(1, jobs)
+    batches = [list(items[i::count]) for i in range(count)]
+    async with trio.open_nursery() as nursery:
+        for batch in batches:
+            if batch:
+                nursery.start_soon(work, batch)

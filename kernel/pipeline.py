@@ -27,7 +27,7 @@ from packaging.utils import InvalidWheelFilename, canonicalize_name, parse_wheel
 
 from mochi_pybridge.kernel.errors import IntegrityError, PybridgeError, StageFailed
 from mochi_pybridge.kernel.events import EventSink, StageEvent
-from mochi_pybridge.kernel.graph import Outcome, StageSpec, run_graph
+from mochi_pybridge.kernel.graph import Outcome, StageSpec, run_graph, run_in_batches
 from mochi_pybridge.kernel.lifecycle import StageId, run_stage, runner_argv
 from mochi_pybridge.kernel.lockfile import LockData, LockedPackage
 from mochi_pybridge.kernel.manifest import Manifest
@@ -444,9 +444,6 @@ class Pipeline:
             key = self._fetch_key(pkg, wheel)
             if self.store.get_result(key) is None:
                 pending.append((pkg, wheel, key))
-        if len(pending) < 2:
-            return
-        batches = [pending[i :: max(1, self.jobs)] for i in range(max(1, self.jobs))]
 
         async def one(batch: list[tuple[ResolvedPackage, Mapping[str, Any], str]]) -> None:
             items = [
@@ -478,10 +475,7 @@ class Pipeline:
             finally:
                 shutil.rmtree(out, ignore_errors=True)
 
-        async with trio.open_nursery() as nursery:
-            for batch in batches:
-                if batch:
-                    nursery.start_soon(one, batch)
+        await run_in_batches(pending, self.jobs, one)
 
     # -- the whole lock --------------------------------------------------------------------
 
