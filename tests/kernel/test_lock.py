@@ -363,11 +363,9 @@ def test_sigint_stops_lock_and_leaves_no_process(
     )  # fmt: skip
     time.sleep(0.6)
     proc.send_signal(signal.SIGINT)
-    start = time.monotonic()
-    _, err = proc.communicate(timeout=30)
-    stopped = time.monotonic() - start
+    # A lock that ignored SIGINT would hang here: communicate's timeout fails the test.
+    _, err = proc.communicate(timeout=15)
     assert proc.returncode in (0, 130), err
-    assert stopped < 5  # generous: a second is the goal, CI machines are slow
     children = subprocess.run(
         ["pgrep", "-f", str(cache)], capture_output=True, text=True, check=False
     ).stdout
