@@ -111,15 +111,29 @@ def _py_type(t: MochiType | None) -> str:
     raise TypeError(t)
 
 
-def _convert_result(t: MochiType | None, plan: Plan) -> str:
-    """Python expression turning ``_r`` into what the wrapper checks against ``t``."""
-    if isinstance(t, ListOf):
-        return "_mochi_r_ if isinstance(_mochi_r_, list) else list(_mochi_r_)"
-    if isinstance(t, SetOf):
-        return "_mochi_r_ if isinstance(_mochi_r_, (set, frozenset)) else set(_mochi_r_)"
+def _shape(t: MochiType | None) -> object:
+    """Where a value of type ``t`` needs converting on its way to Mochi (iterators become
+    lists, records become dicts, at any depth); None: nowhere."""
+    if isinstance(t, ListOf | SetOf):
+        return ("L" if isinstance(t, ListOf) else "S", _shape(t.item))
+    if isinstance(t, MapOf):
+        inner = _shape(t.value)
+        return ("M", inner) if inner is not None else None
+    if isinstance(t, Optional):
+        inner = _shape(t.inner)
+        return ("O", inner) if inner is not None else None
+    if isinstance(t, TupleOf):
+        items = [_shape(i) for i in t.items]
+        return ("T", tuple(items)) if any(i is not None for i in items) else None
     if isinstance(t, Record):
-        return f"_record_to_dict(_mochi_r_, {[f for f, _ in t.fields]!r})"
-    return "_mochi_r_"
+        return ("R", tuple((name, _shape(ft)) for name, ft in t.fields))
+    return None
+
+
+def _convert_result(t: MochiType | None, plan: Plan) -> str:
+    """Python expression turning ``_mochi_r_`` into what the wrapper checks against ``t``."""
+    shape = _shape(t)
+    return "_mochi_r_" if shape is None else f"_convert(_mochi_r_, {shape!r})"
 
 
 def render_sidecar(plan: Plan, package: str, version: str, *, async_mode: str = "per-call") -> str:
@@ -142,12 +156,36 @@ def render_sidecar(plan: Plan, package: str, version: str, *, async_mode: str = 
         "    return getattr(_importlib.import_module(module), name, object)",
         "",
         "",
-        "def _record_to_dict(value, fields):",
-        "    if isinstance(value, dict):",
+        "def _convert(value, shape):",
+        '    """Iterators to lists, sets to sets, records (NamedTuple, dataclass, TypedDict) to',
+        '    dicts, at any depth; anything else is left for the wrapper to check."""',
+        "    if shape is None or value is None:",
         "        return value",
-        '    if hasattr(value, "_asdict"):',
-        "        return dict(value._asdict())",
-        "    return {f: getattr(value, f) for f in fields}",
+        "    kind, inner = shape",
+        '    if kind == "L":',
+        "        if isinstance(value, (str, bytes, dict)):",
+        "            return value",
+        "        return [_convert(v, inner) for v in value]",
+        '    if kind == "S":',
+        "        if isinstance(value, (str, bytes, dict)):",
+        "            return value",
+        "        return {_convert(v, inner) for v in value}",
+        '    if kind == "M":',
+        "        return {k: _convert(v, inner) for k, v in value.items()} if isinstance(value, dict) else value",
+        '    if kind == "O":',
+        "        return _convert(value, inner)",
+        '    if kind == "T":',
+        "        if not isinstance(value, tuple) or len(value) != len(inner):",
+        "            return value",
+        "        return tuple(_convert(v, s) for v, s in zip(value, inner))",
+        "    # a record",
+        "    if isinstance(value, dict):",
+        "        record = value",
+        '    elif hasattr(value, "_asdict"):',
+        "        record = dict(value._asdict())",
+        "    else:",
+        "        record = {f: getattr(value, f) for f, _ in inner if hasattr(value, f)}",
+        "    return {f: _convert(record[f], s) if f in record else None for f, s in inner if f in record}",
         "",
         "",
     ]

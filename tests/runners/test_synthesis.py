@@ -359,3 +359,37 @@ def test_sidecar_names_never_shadow_the_wrapped_parameters(tmp_path: Path) -> No
         [1, 2, 3, 4],
         [1, 2, 5, 6],
     ]
+
+
+def test_records_nested_in_containers_cross_as_dicts(tmp_path: Path) -> None:
+    root = write_package(tmp_path, {
+        "nest/__init__.py": (
+            "from typing import Iterator, NamedTuple, Optional\n"
+            "from dataclasses import dataclass\n\n"
+            "class P(NamedTuple):\n    x: int\n    y: int\n\n"
+            "@dataclass(frozen=True)\nclass Box:\n    name: str\n    points: list[P]\n\n"
+            "def many() -> Iterator[P]:\n    return iter([P(1, 2), P(3, 4)])\n\n"
+            "def table() -> dict[str, P]:\n    return {'a': P(5, 6)}\n\n"
+            "def maybe(flag: bool) -> Optional[Box]:\n"
+            "    return Box('b', [P(7, 8)]) if flag else None\n\n"
+            "def pair() -> tuple[P, int]:\n    return (P(0, 0), 1)\n"
+        ),
+        "nest/py.typed": "",
+    })  # fmt: skip
+    out = tmp_path / "wrap"
+    build_wrapper(root, out, "nest")
+    result = call(
+        root,
+        out,
+        """
+import _mochi_nest as m
+result = [m.many(), m.table(), m.maybe(True), m.maybe(False), list(m.pair())]
+""",
+    )
+    assert result == [
+        [{"x": 1, "y": 2}, {"x": 3, "y": 4}],
+        {"a": {"x": 5, "y": 6}},
+        {"name": "b", "points": [{"x": 7, "y": 8}]},
+        None,
+        [{"x": 0, "y": 0}, 1],
+    ]
