@@ -126,7 +126,11 @@ def _shape(t: MochiType | None) -> object:
         items = [_shape(i) for i in t.items]
         return ("T", tuple(items)) if any(i is not None for i in items) else None
     if isinstance(t, Record):
-        return ("R", tuple((name, _shape(ft)) for name, ft in t.fields))
+        python = t.python_names or tuple(name for name, _ in t.fields)
+        return (
+            "R",
+            tuple((name, py, _shape(ft)) for (name, ft), py in zip(t.fields, python, strict=True)),
+        )
     return None
 
 
@@ -178,14 +182,14 @@ def render_sidecar(plan: Plan, package: str, version: str, *, async_mode: str = 
         "        if not isinstance(value, tuple) or len(value) != len(inner):",
         "            return value",
         "        return tuple(_convert(v, s) for v, s in zip(value, inner))",
-        "    # a record",
+        "    # a record: keys become the Mochi field names (reserved words renamed)",
         "    if isinstance(value, dict):",
         "        record = value",
         '    elif hasattr(value, "_asdict"):',
         "        record = dict(value._asdict())",
         "    else:",
-        "        record = {f: getattr(value, f) for f, _ in inner if hasattr(value, f)}",
-        "    return {f: _convert(record[f], s) if f in record else None for f, s in inner if f in record}",
+        "        record = {py: getattr(value, py) for _, py, _ in inner if hasattr(value, py)}",
+        "    return {name: _convert(record[py], s) for name, py, s in inner if py in record}",
         "",
         "",
     ]

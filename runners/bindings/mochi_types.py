@@ -110,8 +110,12 @@ class Function(MochiType):
 
 @dataclass(frozen=True, slots=True)
 class Record(MochiType):
+    """Fields carry their Mochi names (reserved words renamed); ``python_names`` are the
+    attribute or key names on the Python side, in the same order."""
+
     name: str
     fields: tuple[tuple[str, MochiType], ...] = ()
+    python_names: tuple[str, ...] = ()
 
     def mochi(self) -> str:
         return self.name

@@ -189,17 +189,15 @@ class Synthesizer:
         self._in_progress.add(klass.qualname)
         try:
             ctx = self._context(module)
-            fields = tuple(
-                (mochi_ident(f), self._field_type(ann, ctx))
-                for f, ann in klass.fields.items()
-                if not f.startswith("_")
-            )
+            public = [(f, ann) for f, ann in klass.fields.items() if not f.startswith("_")]
+            fields = tuple((mochi_ident(f), self._field_type(ann, ctx)) for f, ann in public)
+            python_names = tuple(f for f, _ in public)
         except Refused:
             self.plan.opaques[name] = klass.qualname
             return Opaque(name)
         finally:
             self._in_progress.discard(klass.qualname)
-        record = Record(name, fields)
+        record = Record(name, fields, python_names)
         self.plan.records[name] = record
         self.plan.record_kinds[name] = (kind, klass.qualname)
         return record

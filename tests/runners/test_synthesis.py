@@ -393,3 +393,22 @@ result = [m.many(), m.table(), m.maybe(True), m.maybe(False), list(m.pair())]
         None,
         [{"x": 0, "y": 0}, 1],
     ]
+
+
+def test_record_fields_named_like_mochi_keywords_are_renamed_on_both_sides(tmp_path: Path) -> None:
+    root = write_package(tmp_path, {
+        "kw/__init__.py": (
+            "from typing import TypedDict, NamedTuple\n\n"
+            "class Token(TypedDict):\n    type: str\n    match: int\n\n"
+            "class Span(NamedTuple):\n    load: int\n    end: int\n\n"
+            "def token() -> Token:\n    return {'type': 'word', 'match': 3}\n\n"
+            "def spans() -> list[Span]:\n    return [Span(1, 2)]\n"
+        ),
+        "kw/py.typed": "",
+    })  # fmt: skip
+    out = tmp_path / "wrap"
+    outputs = build_wrapper(root, out, "kw")
+    assert "type Token { type_: string, match_: int }" in outputs.shim
+    parse(outputs.shim)
+    result = call(root, out, "import _mochi_kw as m\nresult = [m.token(), m.spans()]")
+    assert result == [{"type_": "word", "match_": 3}, [{"load_": 1, "end": 2}]]
