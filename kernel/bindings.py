@@ -282,7 +282,6 @@ class Bindings:
         record: Mapping[str, Any],
         module: str,
         sites: Mapping[str, Path],
-        records: Mapping[str, Mapping[str, Any]],
         resolved: Mapping[str, ResolvedPackage],
     ) -> tuple[str, str | None, Path, str]:
         """(provenance, source distribution, stub root, stub suffix) — first tier that hits."""
@@ -565,7 +564,6 @@ class Bindings:
         record: Mapping[str, Any],
         imports: Sequence[tuple[str, str]],
         sites: Mapping[str, Path],
-        records: Mapping[str, Mapping[str, Any]],
         resolved: Mapping[str, ResolvedPackage],
         caps: Mapping[str, list[str]],
     ) -> PackageBindings:
@@ -583,7 +581,7 @@ class Bindings:
             }
         try:
             provenance, source, root, suffix = await self.stubs(
-                pkg, record, module, sites, records, resolved
+                pkg, record, module, sites, resolved
             )
             self.p.stub_roots[pkg.name] = (provenance, source, root, module + suffix)
         except StageFailed as exc:
@@ -592,7 +590,7 @@ class Bindings:
             refuse = {"token": token, "detail": exc.diagnostics().splitlines()[0]}
             provenance, source, root, suffix = "stubgen", None, sites[pkg.name], ""
         stub_dir = root / f"{module}{suffix}" if (root / f"{module}{suffix}").is_dir() else root
-        stub_files = [p for p in stub_dir.rglob("*") if p.suffix in (".pyi", ".py") and p.is_file()]
+        stub_files = _stub_files(stub_dir)
         if not stub_files:
             single = [
                 p for p in (root / f"{module}{suffix}.pyi", root / f"{module}.py") if p.is_file()

@@ -520,7 +520,7 @@ class Pipeline:
                 return record
             imports = self._imports(pkg.name, records[pkg.name]["metadata"]["top_level"])
             return await bindings.bind(
-                pkg, records[pkg.name], imports, sites, records, by_name, caps[pkg.name]
+                pkg, records[pkg.name], imports, sites, by_name, caps[pkg.name]
             )
 
         run = await run_graph(package_specs + bind_specs, execute, jobs=self.jobs, fail_fast=True)

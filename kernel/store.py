@@ -90,6 +90,7 @@ class Store:
         self.root = root
         self.blobs = root / "blobs"
         self.results = root / "results"
+        self._verified: set[str] = set()  # digests hashed and found intact by this process
 
     def _blob_path(self, digest: str) -> Path:
         if len(digest) != 64 or not set(digest) <= _HEX:
@@ -147,8 +148,26 @@ class Store:
 
     def path_of(self, digest: str) -> Path:
         """The verified blob's path (for handing a file to a stage read-only)."""
-        self.get(digest)
+        if not self._verify(digest):
+            raise CorruptBlob(f"cache blob {digest[:16]}… is missing or was corrupted")
         return self._blob_path(digest)
+
+    def _verify(self, digest: str) -> bool:
+        """Hash the blob once per process (a lock asks about the same wheels several times);
+        a corrupted one is removed, so the next fetch replaces it."""
+        if digest in self._verified:
+            return True
+        try:
+            path = self._blob_path(digest)
+            good = digest_file(path) == digest
+        except (OSError, ValueError):
+            return False
+        if not good:
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
+            return False
+        self._verified.add(digest)
+        return True
 
     def get_result(self, key: str) -> Mapping[str, Any] | None:
         """A cached stage result, if every blob it refers to is still present and intact."""
@@ -160,9 +179,7 @@ class Store:
         if not isinstance(record, dict):
             return None
         for digest in record.get("blobs", []):
-            try:
-                self.get(digest)
-            except (CorruptBlob, OSError, ValueError):
+            if not self._verify(digest):
                 return None
         value = record.get("value")
         return value if isinstance(value, dict) else None

@@ -9,6 +9,7 @@ killed when the stage ends.
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import signal
 import uuid
@@ -37,7 +38,9 @@ def _own_v2_group() -> Path | None:
     return None
 
 
+@functools.cache
 def detect() -> CgroupSupport:
+    """What this process may use; it does not change while we run, so it is read once."""
     own = _own_v2_group()
     if own is not None and (own / "cgroup.subtree_control").exists():
         try:

@@ -12,6 +12,18 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).parents[1]
+COMMANDS = (
+    "add",
+    "lock",
+    "sync",
+    "update",
+    "export",
+    "stubs",
+    "publish",
+    "verify",
+    "doctor",
+    "serve",
+)  # SPEC §2
 
 
 @pytest.mark.slow
@@ -42,34 +54,12 @@ def test_built_wheel_installs_and_imports(tmp_path: Path) -> None:
     assert out.stdout.strip() == "ok"
     help_text = subprocess.run([str(venv / "bin" / "mochi-pybridge"), "--help"], capture_output=True,
                                text=True, check=True).stdout  # fmt: skip
-    for command in (
-        "add",
-        "lock",
-        "sync",
-        "update",
-        "export",
-        "stubs",
-        "publish",
-        "verify",
-        "doctor",
-        "serve",
-    ):
+    for command in COMMANDS:
         assert command in help_text
 
 
 def test_every_command_of_the_spec_has_help() -> None:
-    for command in (
-        "add",
-        "lock",
-        "sync",
-        "update",
-        "export",
-        "stubs",
-        "publish",
-        "verify",
-        "doctor",
-        "serve",
-    ):
+    for command in COMMANDS:
         done = subprocess.run([sys.executable, "-m", "mochi_pybridge", command, "--help"],
                               capture_output=True, text=True, check=False)  # fmt: skip
         assert done.returncode == 0, command

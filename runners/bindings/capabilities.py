@@ -8,6 +8,8 @@ import ast
 from collections.abc import Iterator
 from pathlib import Path
 
+from mochi_pybridge.runners.bindings.stubmodel import dotted_name
+
 MAX_FILE = 4 * 1024 * 1024
 MAX_FILES = 20_000
 
@@ -63,11 +65,7 @@ _NATIVE = (".so", ".pyd", ".dylib")
 
 
 def _dotted(node: ast.expr) -> str:
-    if isinstance(node, ast.Name):
-        return node.id
-    if isinstance(node, ast.Attribute):
-        return f"{_dotted(node.value)}.{node.attr}"
-    return ""
+    return dotted_name(node, look_through=False)
 
 
 def _matches(name: str, prefixes: tuple[str, ...]) -> bool:

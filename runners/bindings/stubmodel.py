@@ -108,15 +108,17 @@ class Module:
         return [n for n in dict.fromkeys(names) if not n.startswith("_") or n == "__version__"]
 
 
-def _dotted(node: ast.expr) -> str:
+def dotted_name(node: ast.expr, *, look_through: bool = True) -> str:
+    """``a.b.c`` for a name or attribute chain ("" otherwise); with ``look_through``, the
+    callee of a call and the base of a subscript count too (decorators, generic bases)."""
     if isinstance(node, ast.Name):
         return node.id
     if isinstance(node, ast.Attribute):
-        return f"{_dotted(node.value)}.{node.attr}"
-    if isinstance(node, ast.Call):
-        return _dotted(node.func)
-    if isinstance(node, ast.Subscript):
-        return _dotted(node.value)
+        return f"{dotted_name(node.value, look_through=look_through)}.{node.attr}"
+    if look_through and isinstance(node, ast.Call):
+        return dotted_name(node.func)
+    if look_through and isinstance(node, ast.Subscript):
+        return dotted_name(node.value)
     return ""
 
 
@@ -142,14 +144,14 @@ def _func(node: ast.FunctionDef | ast.AsyncFunctionDef, module: str) -> Func:
         params=_params(node.args),
         returns=node.returns,
         is_async=isinstance(node, ast.AsyncFunctionDef),
-        decorators=[_dotted(d) for d in node.decorator_list],
+        decorators=[dotted_name(d) for d in node.decorator_list],
         module=module,
         lineno=node.lineno,
     )
 
 
 def _is_typevar_call(value: ast.expr) -> bool:
-    return isinstance(value, ast.Call) and _dotted(value.func).split(".")[-1] in (
+    return isinstance(value, ast.Call) and dotted_name(value.func).split(".")[-1] in (
         "TypeVar",
         "ParamSpec",
         "TypeVarTuple",
@@ -209,7 +211,7 @@ def _statement(module: Module, node: ast.stmt, parts: tuple[str, ...]) -> None:
         module.classes[node.name] = _klass(node, module)
     elif isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
         target = node.target.id
-        if _dotted(node.annotation).split(".")[-1] == "TypeAlias" and node.value is not None:
+        if dotted_name(node.annotation).split(".")[-1] == "TypeAlias" and node.value is not None:
             module.aliases[target] = node.value
         else:
             module.variables[target] = Var(target, node.annotation, module.name)
@@ -243,8 +245,8 @@ def _klass(node: ast.ClassDef, module: Module) -> Klass:
     klass = Klass(
         name=node.name,
         module=module.name,
-        bases=[_dotted(b) for b in node.bases],
-        decorators=[_dotted(d) for d in node.decorator_list],
+        bases=[dotted_name(b) for b in node.bases],
+        decorators=[dotted_name(d) for d in node.decorator_list],
         keywords={k.arg: k.value for k in node.keywords if k.arg},
         lineno=node.lineno,
     )
@@ -256,7 +258,7 @@ def _klass(node: ast.ClassDef, module: Module) -> Klass:
                     typevars.add(sub.id)
     klass.typevars = frozenset(typevars)
     for decorator in node.decorator_list:
-        name = _dotted(decorator).split(".")[-1]
+        name = dotted_name(decorator).split(".")[-1]
         if name in ("frozen", "define_frozen"):  # attrs.frozen
             klass.frozen_dataclass = True
         elif isinstance(decorator, ast.Call) and name in ("dataclass", "s", "attrs", "define"):

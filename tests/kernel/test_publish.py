@@ -221,9 +221,16 @@ class Flaky:
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
         self.thread.start()
 
-    def close(self) -> None:
+    def __enter__(self) -> Flaky:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
         self.server.shutdown()
         self.server.server_close()
+
+
+def publish_to(tmp_path: Path, url: str, *extra: str) -> subprocess.CompletedProcess[str]:
+    return cli(publish_project(tmp_path), "publish", "--no-attestations", "--to", url, *extra)
 
 
 def fake_oidc(claims: dict[str, str]) -> str:
@@ -234,12 +241,15 @@ def fake_oidc(claims: dict[str, str]) -> str:
 
 
 def test_publish_retries_transient_failures_with_backoff_and_mints_a_token(tmp_path: Path) -> None:
-    flaky = Flaky([503, 502])
-    try:
-        done = cli(publish_project(tmp_path), "publish", "--no-attestations", "--to", f"{flaky.url}/upload/",
-                   "--mint-url", f"{flaky.url}/_/oidc/mint-token", "--identity-token", fake_oidc({"iss": "x"}))  # fmt: skip
-    finally:
-        flaky.close()
+    with Flaky([503, 502]) as flaky:
+        done = publish_to(
+            tmp_path,
+            f"{flaky.url}/upload/",
+            "--mint-url",
+            f"{flaky.url}/_/oidc/mint-token",
+            "--identity-token",
+            fake_oidc({"iss": "x"}),
+        )
     assert done.returncode == 0, done.stderr
     assert "(3 attempts)" in done.stderr
     expected = "Basic " + base64.b64encode(b"__token__:pypi-minted-short-lived").decode()
@@ -247,17 +257,8 @@ def test_publish_retries_transient_failures_with_backoff_and_mints_a_token(tmp_p
 
 
 def test_publish_gives_up_after_five_attempts(tmp_path: Path) -> None:
-    flaky = Flaky([503] * 10)
-    try:
-        done = cli(
-            publish_project(tmp_path),
-            "publish",
-            "--no-attestations",
-            "--to",
-            f"{flaky.url}/upload/",
-        )
-    finally:
-        flaky.close()
+    with Flaky([503] * 10) as flaky:
+        done = publish_to(tmp_path, f"{flaky.url}/upload/")
     assert done.returncode == 1
     assert "failed 5 times" in done.stderr
     assert len(flaky.uploads) == 5
@@ -269,31 +270,25 @@ def test_publish_gives_up_after_five_attempts(tmp_path: Path) -> None:
 def test_publish_explains_refusals_without_retrying(
     tmp_path: Path, status: int, words: str
 ) -> None:
-    flaky = Flaky([status])
-    try:
-        done = cli(
-            publish_project(tmp_path),
-            "publish",
-            "--no-attestations",
-            "--to",
-            f"{flaky.url}/upload/",
-        )
-    finally:
-        flaky.close()
+    with Flaky([status]) as flaky:
+        done = publish_to(tmp_path, f"{flaky.url}/upload/")
     assert done.returncode == 1
     assert words in done.stderr
     assert len(flaky.uploads) == 1
 
 
 def test_publisher_mismatch_at_the_mint_endpoint_shows_the_claims(tmp_path: Path) -> None:
-    flaky = Flaky([], mint_status=422)
     token = fake_oidc({"iss": "https://token.actions.githubusercontent.com", "repository": "me/fork",
                        "workflow_ref": "me/fork/.github/workflows/release.yml@refs/heads/main"})  # fmt: skip
-    try:
-        done = cli(publish_project(tmp_path), "publish", "--no-attestations", "--to", f"{flaky.url}/upload/",
-                   "--mint-url", f"{flaky.url}/_/oidc/mint-token", "--identity-token", token)  # fmt: skip
-    finally:
-        flaky.close()
+    with Flaky([], mint_status=422) as flaky:
+        done = publish_to(
+            tmp_path,
+            f"{flaky.url}/upload/",
+            "--mint-url",
+            f"{flaky.url}/_/oidc/mint-token",
+            "--identity-token",
+            token,
+        )
     assert done.returncode == 1
     assert "publisher mismatch" in done.stderr
     assert '"repository": "me/fork"' in done.stderr

@@ -16,7 +16,7 @@ LYING = {
     "lying/__init__.py": """
         import asyncio
         from dataclasses import dataclass
-        from typing import Iterator, NamedTuple, Optional, TypedDict
+        from typing import Callable, Iterator, NamedTuple, Optional, TypedDict
 
         class Point(NamedTuple):
             x: int
@@ -92,11 +92,6 @@ LYING = {
 @pytest.fixture(scope="module")
 def lying(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     root = write_package(tmp_path_factory.mktemp("lying"), LYING)
-    (root / "lying" / "__init__.py").write_text(
-        (root / "lying" / "__init__.py")
-        .read_text()
-        .replace("from typing import", "from typing import Callable,")
-    )
     out = root / "wrap"
     build_wrapper(root, out, "lying")
     return root, out
@@ -161,11 +156,6 @@ def test_wrapper_lying_package_raises_PythonTypeMismatch(lying: tuple[Path, Path
 
 def test_wrapper_non_strict_returns_warn_instead(tmp_path: Path) -> None:
     root = write_package(tmp_path, LYING)
-    (root / "lying" / "__init__.py").write_text(
-        (root / "lying" / "__init__.py")
-        .read_text()
-        .replace("from typing import", "from typing import Callable,")
-    )
     out = tmp_path / "wrap"
     build_wrapper(root, out, "lying", strict=False)
     result = call(
@@ -185,11 +175,6 @@ def test_wrapper_non_strict_returns_warn_instead(tmp_path: Path) -> None:
 
 def test_wrapper_bigint_mode_accepts_big_ints(tmp_path: Path) -> None:
     root = write_package(tmp_path, LYING)
-    (root / "lying" / "__init__.py").write_text(
-        (root / "lying" / "__init__.py")
-        .read_text()
-        .replace("from typing import", "from typing import Callable,")
-    )
     out = tmp_path / "wrap"
     outputs = build_wrapper(root, out, "lying", int_mode="bigint")
     assert "extern fun lying.big(): bigint" in outputs.shim
