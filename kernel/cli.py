@@ -135,14 +135,38 @@ def main(argv: Sequence[str] | None = None) -> int:
     handler: Handler = args.handler
     try:
         return handler(args)
-    except PybridgeError as exc:
-        if args.verbose:
+    except BaseException as exc:
+        # Concurrent stages report through exception groups (trio nurseries); what the user
+        # is told is the same as for a lone exception: Ctrl-C first, then our own errors.
+        leaf = _user_facing(exc)
+        if leaf is None or (args.verbose and not isinstance(leaf, KeyboardInterrupt)):
             raise
-        print(f"error: {exc.diagnostics()}", file=sys.stderr)
-        return int(exc.exit_code)
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
+        if isinstance(leaf, KeyboardInterrupt):
+            print("interrupted", file=sys.stderr)
+            return 130
+        assert isinstance(leaf, PybridgeError)
+        print(f"error: {leaf.diagnostics()}", file=sys.stderr)
+        return int(leaf.exit_code)
+
+
+def _user_facing(exc: BaseException) -> BaseException | None:
+    """The KeyboardInterrupt or PybridgeError in ``exc`` (searching exception groups), if
+    that is all it holds besides cancellations; None for anything else (a bug: show it)."""
+    import trio
+
+    leaves: list[BaseException] = []
+    stack = [exc]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, BaseExceptionGroup):
+            stack.extend(item.exceptions)
+        elif not isinstance(item, trio.Cancelled):
+            leaves.append(item)
+    for wanted in (KeyboardInterrupt, PybridgeError):
+        found = [leaf for leaf in leaves if isinstance(leaf, wanted)]
+        if found and all(isinstance(leaf, KeyboardInterrupt | PybridgeError) for leaf in leaves):
+            return found[0]
+    return None
 
 
 __all__ = ["ExitCode", "build_parser", "main"]

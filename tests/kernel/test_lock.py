@@ -351,9 +351,11 @@ def test_corrupted_cache_blob_is_detected_and_refetched(
     assert blob.read_bytes() != b"bit rot"
 
 
+@pytest.mark.parametrize("after", [0.3, 0.6, 1.0], ids=["early", "mid", "late"])
 def test_sigint_stops_lock_and_leaves_no_process(
-    tmp_path: Path, index: tuple[str, IndexState], cache: Path
+    tmp_path: Path, index: tuple[str, IndexState], cache: Path, after: float
 ) -> None:
+    """Ctrl-C at different phases of a lock (resolve, batched fetch, bindings)."""
     url, _ = index
     project = tmp_path / "proj"
     write_project(project, url, 'alpha = "*"')
@@ -361,7 +363,7 @@ def test_sigint_stops_lock_and_leaves_no_process(
         [*CLI, "--project", str(project), "--cache-dir", str(cache), "lock"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
-    time.sleep(0.6)
+    time.sleep(after)
     proc.send_signal(signal.SIGINT)
     # A lock that ignored SIGINT would hang here: communicate's timeout fails the test.
     _, err = proc.communicate(timeout=15)
