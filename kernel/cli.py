@@ -93,14 +93,24 @@ def build_parser() -> argparse.ArgumentParser:
     publish = sub.add_parser("publish", help="build, sign, attest and upload to an index")
     publish.add_argument("--to", default="pypi", help="pypi, testpypi or an upload URL")
     publish.add_argument("--dry-run", action="store_true")
-    publish.add_argument("--identity-token", default=None)
+    publish.add_argument(
+        "--identity-token",
+        default=None,
+        help="OIDC identity token (default: from GitHub Actions or GitLab CI)",
+    )
+    publish.add_argument(
+        "--trust-config",
+        default=None,
+        metavar="FILE",
+        help="Sigstore client trust configuration (default: Sigstore's production, via TUF)",
+    )
     publish.add_argument(
         "--mint-url", default=None, help="Trusted Publishing mint endpoint for --to URL"
     )
     publish.add_argument(
         "--no-attestations",
         action="store_true",
-        help="upload without PEP 740 attestations (signing is not implemented yet)",
+        help="do not sign: upload without PEP 740 attestations",
     )
     publish.set_defaults(handler=_command_in("publish", "cmd_publish"))
 
@@ -111,6 +121,12 @@ def build_parser() -> argparse.ArgumentParser:
         action="append",
         metavar="KEY=VALUE",
         help="require this publisher field, e.g. repository=org/name",
+    )
+    verify.add_argument(
+        "--trust-config",
+        default=None,
+        metavar="FILE",
+        help="Sigstore client trust configuration (default: the bundled production root)",
     )
     verify.set_defaults(handler=_command_in("publish", "cmd_verify"))
 

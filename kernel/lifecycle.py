@@ -80,6 +80,7 @@ async def run_stage(
     wall_clock: float | None = None,
     unsafe_no_sandbox: bool = False,
     env: Mapping[str, str] | None = None,
+    extra_fds: Sequence[int] = (),
 ) -> Mapping[str, Any]:
     """Run one request in a fresh sandboxed runner; its result value, or ``StageFailed``.
 
@@ -95,6 +96,7 @@ async def run_stage(
         with_protocol=True,
         unsafe_no_sandbox=unsafe_no_sandbox,
         env=env,
+        extra_fds=extra_fds,
     ) as sandboxed:
         assert sandboxed.protocol is not None
         conn = Connection(

@@ -9,6 +9,7 @@ changed starts no runner at all.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import os
 import shutil
@@ -36,7 +37,7 @@ from mochi_pybridge.kernel.store import Store, cache_key
 from mochi_pybridge.protocol import Log, Progress
 from mochi_pybridge.sandbox import availability
 from mochi_pybridge.sandbox.intake import IntakeRules, intake
-from mochi_pybridge.sandbox.policy import POLICIES, StageKind
+from mochi_pybridge.sandbox.policy import POLICIES, StageKind, StagePolicy
 
 FETCH_RUNNER = "mochi_pybridge.runners.fetch"
 VERIFY_RUNNER = "mochi_pybridge.runners.verify"
@@ -44,6 +45,7 @@ VERIFY_RUNNER = "mochi_pybridge.runners.verify"
 RESOLVE_VERSION = 1
 FETCH_VERSION = 1
 VERIFY_VERSION = 1
+# The first two are TLS only; the rest are the host's proxy settings (fetch stage only).
 _TLS_VARS = (
     "SSL_CERT_FILE",
     "SSL_CERT_DIR",
@@ -91,27 +93,6 @@ class Pipeline:
 
     # -- stages ----------------------------------------------------------------------------
 
-    def _network_env(self) -> tuple[dict[str, str], tuple[str, ...]]:
-        """TLS and proxy settings the fetch stage needs (env cleared otherwise), and files
-        to bind for them (a private CA bundle outside /etc/ssl)."""
-        env: dict[str, str] = {}
-        extra_paths: list[str] = []
-        for name in _TLS_VARS:
-            value = os.environ.get(name)
-            if value:
-                env[name] = value
-        pip_cert = os.environ.get("PIP_CERT")
-        if pip_cert and "SSL_CERT_FILE" not in env:
-            env["SSL_CERT_FILE"] = pip_cert
-        if "SSL_CERT_FILE" not in env and Path("/etc/ssl/certs/ca-certificates.crt").is_file():
-            env["SSL_CERT_FILE"] = "/etc/ssl/certs/ca-certificates.crt"
-        for name in ("SSL_CERT_FILE", "SSL_CERT_DIR"):
-            if name in env and not env[name].startswith(("/etc/ssl", "/etc/pki", "/etc/ca-")):
-                extra_paths.append(os.path.realpath(env[name]))
-        env["UV_CACHE_DIR"] = "/tmp/uv-cache"
-        env["UV_NO_PROGRESS"] = "1"
-        return env, tuple(extra_paths)
-
     async def _run(
         self,
         stage: StageId,
@@ -128,9 +109,11 @@ class Pipeline:
             await trio.to_thread.run_sync(availability.ensure_available)
             self._sandbox_checked = True
         policy = POLICIES[kind]
-        env, extra_paths = self._network_env() if policy.network else ({}, ())
+        env, extra_paths = tls_env(with_proxy=True) if policy.network else ({}, ())
+        if policy.network:
+            env |= {"UV_CACHE_DIR": "/tmp/uv-cache", "UV_NO_PROGRESS": "1"}
         if extra_paths:
-            policy = _with_paths(policy, extra_paths)
+            policy = with_paths(policy, extra_paths)
         out = self.work / uuid.uuid4().hex
         out.mkdir(parents=True)
         started = time.monotonic()
@@ -655,9 +638,28 @@ def module_name(name: str, top_level: Sequence[str]) -> str | None:
     return candidates[0] if candidates else None
 
 
-def _with_paths(policy: Any, paths: tuple[str, ...]) -> Any:
-    import dataclasses
+def tls_env(*, with_proxy: bool) -> tuple[dict[str, str], tuple[str, ...]]:
+    """The TLS (and, for the fetch stage, proxy) settings a networked stage needs, its
+    environment being cleared otherwise, and the files to bind for them (a private CA bundle
+    outside /etc/ssl)."""
+    env: dict[str, str] = {}
+    extra_paths: list[str] = []
+    for name in _TLS_VARS if with_proxy else _TLS_VARS[:2]:
+        value = os.environ.get(name)
+        if value:
+            env[name] = value
+    pip_cert = os.environ.get("PIP_CERT")
+    if pip_cert and "SSL_CERT_FILE" not in env:
+        env["SSL_CERT_FILE"] = pip_cert
+    if "SSL_CERT_FILE" not in env and Path("/etc/ssl/certs/ca-certificates.crt").is_file():
+        env["SSL_CERT_FILE"] = "/etc/ssl/certs/ca-certificates.crt"
+    for name in ("SSL_CERT_FILE", "SSL_CERT_DIR"):
+        if name in env and not env[name].startswith(("/etc/ssl", "/etc/pki", "/etc/ca-")):
+            extra_paths.append(os.path.realpath(env[name]))
+    return env, tuple(extra_paths)
 
+
+def with_paths(policy: StagePolicy, paths: tuple[str, ...]) -> StagePolicy:
     return dataclasses.replace(policy, system_paths=(*policy.system_paths, *paths))
 
 

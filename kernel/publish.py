@@ -1,18 +1,21 @@
-"""``publish`` and ``verify`` (SPEC §8): build, (sign,) upload; verify attestations offline.
+"""``publish`` and ``verify`` (SPEC §8): build, sign (Sigstore, PEP 740), upload with Trusted
+Publishing; verify attestations offline.
 
-Status of signing: the sign stage (sigstore keyless signing behind an allow-listing proxy) is
-not implemented yet, so ``publish`` produces no PEP 740 attestations and says so: it refuses
-to upload unless ``--no-attestations`` is given explicitly.
+The order is fixed: validate metadata, build, sign (``kernel/sign``: the sign runner behind the
+allow-listing proxy), then upload each file with its attestation. ``--dry-run`` stops before
+the upload; ``--no-attestations`` skips signing, knowingly.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import shutil
 import sys
 import urllib.parse
 import uuid
 from pathlib import Path
+from typing import Any
 
 import trio
 
@@ -47,11 +50,10 @@ def cmd_publish(args: argparse.Namespace) -> int:
     files = [build_sdist(meta, project, dist), build_wheel(meta, dist)]
     for path in files:
         print(f"built {path}", file=sys.stderr)
+    attestations: dict[Path, list[Any]] = {}
     if not args.no_attestations:
-        raise PybridgeError(
-            "signing (Sigstore, PEP 740 attestations) is not implemented in this version yet; "
-            "pass --no-attestations to upload without attestations, knowingly"
-        )
+        trust_config = Path(args.trust_config).read_bytes() if args.trust_config else None
+        attestations = trio.run(_sign, args, files, trust_config)
     target = TARGETS.get(args.to, args.to)
     if args.dry_run:
         print(
@@ -82,7 +84,7 @@ def cmd_publish(args: argparse.Namespace) -> int:
         attempts = upload(
             target,
             path,
-            upload_fields(path, fields_meta, None),
+            upload_fields(path, fields_meta, attestations.get(path)),
             token,
             log=lambda text: print(text, file=sys.stderr),
         )
@@ -94,12 +96,46 @@ def cmd_publish(args: argparse.Namespace) -> int:
     return int(ExitCode.OK)
 
 
+async def _sign(
+    args: argparse.Namespace, files: list[Path], trust_config: bytes | None
+) -> dict[Path, list[Any]]:
+    """Sign every file; their attestations, as the upload API takes them."""
+    from mochi_pybridge.kernel.sign import production_trust_config, sign_distributions
+
+    token = identity_token(args.identity_token, audience="sigstore")
+    if token is None:
+        raise NoOIDC("no OIDC identity for signing")
+    sink = make_sink(as_json=args.json)
+    work = args.cache_dir / "work"
+    if trust_config is None:
+        trust_config = await production_trust_config(
+            work=work, sink=sink, unsafe_no_sandbox=args.unsafe_no_sandbox
+        )
+    signed = await sign_distributions(
+        files, token, trust_config, work=work, sink=sink, unsafe_no_sandbox=args.unsafe_no_sandbox
+    )
+    for path in signed.attestations:
+        print(f"signed {path.name} as {signed.identity} ({signed.issuer})", file=sys.stderr)
+    return {
+        path.with_name(path.name.removesuffix(".publish.attestation")): [
+            json.loads(path.read_bytes())
+        ]
+        for path in signed.attestations
+    }
+
+
 async def _verify_one(args: argparse.Namespace, path: Path, expected: dict[str, str]) -> str:
     from mochi_pybridge.kernel.pipeline import VERIFY_RUNNER, Pipeline
 
     provenance = path.with_name(path.name + ".provenance")
+    bare = not provenance.is_file()
+    if bare:
+        provenance = path.with_name(path.name + ".publish.attestation")
     if not provenance.is_file():
-        raise IntegrityError(f"{path}: no {provenance.name} beside it (a PEP 740 provenance file)")
+        raise IntegrityError(
+            f"{path}: neither {path.name}.provenance (from the index) nor "
+            f"{path.name}.publish.attestation (from publish) beside it"
+        )
     manifest_dir = args.project.resolve()
     pipeline = Pipeline(
         _bare_manifest(manifest_dir),
@@ -112,6 +148,8 @@ async def _verify_one(args: argparse.Namespace, path: Path, expected: dict[str, 
     try:
         shutil.copyfile(path, staging / path.name)
         shutil.copyfile(provenance, staging / provenance.name)
+        if args.trust_config:
+            shutil.copyfile(args.trust_config, staging / "trust_config.json")
         try:
             value, out = await pipeline._run(
                 StageId("verify", path.name),
@@ -120,6 +158,8 @@ async def _verify_one(args: argparse.Namespace, path: Path, expected: dict[str, 
                 {
                     "dist": f"{{in:dist}}/{path.name}",
                     "provenance": f"{{in:dist}}/{provenance.name}",
+                    "bare": bare,
+                    "trust_config": "{in:dist}/trust_config.json" if args.trust_config else None,
                     "expected": expected,
                 },
                 IntakeRules(suffixes=frozenset(), max_files=0),

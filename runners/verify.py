@@ -1,17 +1,19 @@
-"""The verify runner: checks PEP 740 attestations (a PyPI ``.provenance`` file) against a
-distribution, offline, with the Sigstore trust root bundled in sigstore-python. No network:
-it runs under the synthesis policy. Parsing hostile JSON and certificates happens here, not in
-the kernel.
+"""The verify runner: checks PEP 740 attestations against a distribution, offline, with the
+Sigstore trust root bundled in sigstore-python (or a given client trust configuration). No
+network: it runs under the synthesis policy. Parsing hostile JSON and certificates happens
+here, not in the kernel.
 
 Method ``attestation``: params ``dist`` (path of the distribution file, named as published),
-``provenance`` (path of its provenance JSON), optional ``expected`` publisher fields that must
-match. Result: the publisher identity and the predicate types verified.
+``provenance`` (path of a PyPI provenance JSON, or with ``bare`` of one attestation as uploaded,
+``FILE.publish.attestation``), optional ``trust_config`` and ``expected`` publisher fields that
+must match. Result: the publisher identity and the predicate types verified.
 
     python -I -B -m mochi_pybridge.runners.verify --protocol-fd N
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -36,8 +38,78 @@ def describe(publisher: Any) -> str:
     return f"{kind} " + " ".join(f"{k}={v}" for k, v in sorted(data.items()))
 
 
+def _verifier(trust_config: str | None) -> Any:
+    from sigstore.models import ClientTrustConfig
+    from sigstore.verify import Verifier
+
+    if not trust_config:
+        return Verifier.production(offline=True)
+    raw = Path(trust_config).read_text()
+    return Verifier(trusted_root=ClientTrustConfig.from_json(raw).trusted_root)
+
+
+def _check(verifier: Any, item: Any, publisher: Any, dist: Any) -> str:
+    """What ``Attestation.verify`` checks, with a verifier of our choosing (pypi-attestations
+    offers only the production and staging roots): the DSSE signature, certificate and log
+    entry under the publisher's policy, then one subject naming this file with its digest, and
+    a known predicate type. Returns the predicate type."""
+    from packaging.utils import canonicalize_name, parse_sdist_filename, parse_wheel_filename
+    from pypi_attestations import AttestationType
+
+    kind, payload = verifier.verify_dsse(item.to_bundle(), publisher._as_policy())
+    if kind != "application/vnd.in-toto+json":
+        raise ValueError(f"expected an in-toto statement, got {kind}")
+    statement = json.loads(payload)
+    subjects = statement.get("subject") or []
+    if len(subjects) != 1:
+        raise ValueError("the statement must name exactly one subject")
+
+    def parsed(name: str) -> tuple[Any, ...]:
+        if name.endswith(".whl"):
+            n, v, b, t = parse_wheel_filename(name)
+            return (canonicalize_name(n), v, b, t)
+        n, v = parse_sdist_filename(name)
+        return (canonicalize_name(n), v)
+
+    if parsed(str(subjects[0].get("name", ""))) != parsed(dist.name):
+        raise ValueError(f"the statement is about {subjects[0].get('name')!r}, not {dist.name}")
+    if (subjects[0].get("digest") or {}).get("sha256") != dist.digest:
+        raise ValueError("the statement's sha256 does not match the file")
+    return AttestationType(statement.get("predicateType")).value
+
+
+def _publisher_from_certificate(item: Any) -> Any:
+    """For a bare attestation (no provenance naming the publisher): the Trusted Publisher its
+    Fulcio certificate claims. Verification then proves the claims are signed; ``--publisher``
+    decides whether they are the expected ones."""
+    from pypi_attestations import GitHubPublisher, GitLabPublisher, GooglePublisher
+
+    claims = item.certificate_claims
+    issuer = claims.get("1.3.6.1.4.1.57264.1.8", "")
+    source = claims.get("1.3.6.1.4.1.57264.1.12", "")
+    config = claims.get("1.3.6.1.4.1.57264.1.18", "").split("@", 1)[0]
+    if issuer == "https://token.actions.githubusercontent.com":
+        return GitHubPublisher(
+            repository=source.removeprefix("https://github.com/"),
+            workflow=config.rsplit("/", 1)[-1],
+        )
+    if issuer == "https://gitlab.com":
+        repository = source.removeprefix("https://gitlab.com/")
+        return GitLabPublisher(
+            repository=repository,
+            workflow_filepath=config.removeprefix(f"https://gitlab.com/{repository}//"),
+        )
+    if issuer == "https://accounts.google.com":
+        from cryptography import x509
+
+        cert = x509.load_der_x509_certificate(item.verification_material.certificate)
+        san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+        return GooglePublisher(email=san.get_values_for_type(x509.RFC822Name)[0])
+    raise RunnerFailure("integrity", f"attestation from an unknown publisher kind ({issuer!r})")
+
+
 def attestation(request: Request, channel: RunnerChannel) -> Mapping[str, Any]:
-    from pypi_attestations import Distribution, Provenance
+    from pypi_attestations import Attestation, AttestationBundle, Distribution, Provenance
 
     params = request.params
     dist_path = Path(params["dist"])
@@ -45,15 +117,24 @@ def attestation(request: Request, channel: RunnerChannel) -> Mapping[str, Any]:
     if len(raw) > MAX_PROVENANCE:
         raise RunnerFailure("integrity", "provenance file is too large")
     try:
-        provenance = Provenance.model_validate_json(raw)
         dist = Distribution.from_file(dist_path)
-    except Exception as exc:  # pydantic and packaging errors alike: the file is malformed
+        if params.get("bare"):
+            item = Attestation.model_validate_json(raw)
+            bundles = [
+                AttestationBundle(publisher=_publisher_from_certificate(item), attestations=[item])
+            ]
+        else:
+            bundles = Provenance.model_validate_json(raw).attestation_bundles
+        verifier = _verifier(params.get("trust_config"))
+    except RunnerFailure:
+        raise
+    except Exception as exc:  # pydantic, packaging and sigstore errors alike: malformed input
         raise RunnerFailure(
-            "integrity", f"malformed provenance or distribution: {exc}"[:2000]
+            "integrity", f"malformed attestation, trust configuration or distribution: {exc}"[:2000]
         ) from None
     expected: Mapping[str, Any] = params.get("expected") or {}
     identities, predicates = [], []
-    for bundle in provenance.attestation_bundles:
+    for bundle in bundles:
         publisher = bundle.publisher
         claimed = publisher.model_dump(exclude_none=True)
         mismatch = {k: (claimed.get(k), v) for k, v in expected.items() if claimed.get(k) != v}
@@ -66,12 +147,11 @@ def attestation(request: Request, channel: RunnerChannel) -> Mapping[str, Any]:
         for item in bundle.attestations:
             channel.progress(request.id, f"verifying attestation by {describe(publisher)}")
             try:
-                predicate_type, _ = item.verify(publisher, dist, offline=True)
+                predicates.append(_check(verifier, item, publisher, dist))
             except Exception as exc:
                 raise RunnerFailure(
                     "integrity", f"attestation does not verify for {dist_path.name}: {exc}"[:2000]
                 ) from None
-            predicates.append(predicate_type)
         identities.append(describe(publisher))
     if not predicates:
         raise RunnerFailure("integrity", "the provenance holds no attestation")

@@ -125,11 +125,14 @@ async def launch(
     env: Mapping[str, str] | None = None,
     unsafe_no_sandbox: bool = False,
     log_cap: int = 64 * 1024,
+    extra_fds: Sequence[int] = (),
 ) -> AsyncIterator[Sandboxed]:
     """Run ``argv`` under ``policy``. ``{protocol_fd}`` in argv becomes the channel's fd.
 
     ``inputs`` are directories shown read-only at ``/in/NAME``; ``output_dir`` must be a fresh,
-    empty directory the kernel created, shown writable at ``/out``.
+    empty directory the kernel created, shown writable at ``/out``. ``extra_fds`` are inherited
+    by the stage under the same numbers (e.g. a pipe carrying a secret that must not appear in
+    the environment or argv).
     """
     inputs = dict(inputs or {})
     if output_dir is not None and os.listdir(output_dir):
@@ -141,8 +144,9 @@ async def launch(
             stack.callback(child_sock.close)
             os.set_inheritable(child_sock.fileno(), True)
         pass_fds: list[int] = [child_sock.fileno()] if child_sock is not None else []
+        pass_fds += extra_fds
         command = [
-            a.replace(PROTOCOL_FD_PLACEHOLDER, str(pass_fds[0])) if pass_fds else a for a in argv
+            a.replace(PROTOCOL_FD_PLACEHOLDER, str(pass_fds[0])) if child_sock else a for a in argv
         ]
         support = cgroups.detect()
         cgroup = None

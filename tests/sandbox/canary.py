@@ -64,6 +64,7 @@ async def import_canary(
     policy: StagePolicy | None = None,
     wall_clock: float | None = None,
     env: dict[str, str] | None = None,
+    inputs: dict[str, Path] | None = None,
 ) -> CanaryRun:
     """Import a fresh canary inside ``kind``'s sandbox, the way the stubgen stage imports."""
     import json
@@ -79,7 +80,7 @@ async def import_canary(
     completed = await run(
         policy or POLICIES[kind],
         argv,
-        inputs={"pkg": pkg_root},
+        inputs={"pkg": pkg_root, **(inputs or {})},
         output_dir=out_dir,
         wall_clock=wall_clock,
         env=env,

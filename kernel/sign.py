@@ -1,0 +1,227 @@
+"""The sign stage as the kernel runs it: the sign runner in its sandbox, the OIDC token on a
+pipe, and the allow-listing proxy (``sign_proxy``) as its only way out.
+
+The allow list is derived at run time from the Sigstore signing configuration in use (its
+Fulcio, Rekor and timestamp-authority URLs), never hard-coded: ``--trust-config FILE`` names
+one (any Sigstore instance), otherwise a first sandboxed stage refreshes the production
+configuration through TUF with only the TUF repository allowed. The kernel parses that JSON for
+URLs only; certificates and signatures are the runner's business.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+import time
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import trio
+
+from mochi_pybridge.kernel.errors import PybridgeError, StageFailed
+from mochi_pybridge.kernel.events import EventSink, StageEvent
+from mochi_pybridge.kernel.lifecycle import StageId, run_stage, runner_argv
+from mochi_pybridge.kernel.pipeline import tls_env, with_paths
+from mochi_pybridge.kernel.sign_proxy import ProxyLog, allow_list, serve
+from mochi_pybridge.sandbox import availability
+from mochi_pybridge.sandbox.intake import IntakeRules, intake
+from mochi_pybridge.sandbox.policy import POLICIES, StageKind
+
+SIGN_RUNNER = "mochi_pybridge.runners.sign"
+TUF_URL = "https://tuf-repo-cdn.sigstore.dev"
+MAX_TRUST_CONFIG = 1024 * 1024
+MAX_TOKEN = 16 * 1024
+
+
+class SigningError(PybridgeError):
+    pass
+
+
+@dataclass(frozen=True)
+class Signed:
+    identity: str
+    issuer: str
+    attestations: tuple[Path, ...]  # FILE.publish.attestation, beside each FILE
+    refused: tuple[str, ...]  # proxy requests that were refused (should be none)
+
+
+def signing_urls(trust_config: bytes) -> list[str]:
+    """The service URLs of a client trust configuration's signing config (Fulcio, Rekor,
+    timestamp authorities): what the sign stage may reach."""
+    if len(trust_config) > MAX_TRUST_CONFIG:
+        raise SigningError("the Sigstore trust configuration is larger than 1 MiB")
+    try:
+        data = json.loads(trust_config)
+        config = data["signingConfig"]
+        urls = [
+            str(service["url"])
+            for key in ("caUrls", "rekorTlogUrls", "tsaUrls")
+            for service in config.get(key, [])
+        ]
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise SigningError(
+            f"not a Sigstore client trust configuration (trusted root + signing config): {exc}"
+        ) from None
+    if not urls:
+        raise SigningError("the Sigstore signing configuration names no services")
+    return urls
+
+
+async def _stage(
+    method: str,
+    params: Mapping[str, Any],
+    allowed: frozenset[tuple[str, int]],
+    inputs: Mapping[str, Path],
+    rules: IntakeRules,
+    *,
+    work: Path,
+    sink: EventSink,
+    unsafe_no_sandbox: bool,
+    extra_fds: Sequence[int] = (),
+) -> tuple[Mapping[str, Any], Path, ProxyLog]:
+    """One sign-runner stage with the proxy serving ``allowed`` for exactly its lifetime."""
+    if not unsafe_no_sandbox:
+        await trio.to_thread.run_sync(availability.ensure_available)
+    env, extra_paths = tls_env(with_proxy=False)
+    policy = with_paths(POLICIES[StageKind.SIGN], extra_paths)
+    out = work / uuid.uuid4().hex
+    out.mkdir(parents=True)
+    # A short private directory: Unix socket paths are limited to 108 bytes.
+    proxy_dir = Path(tempfile.mkdtemp(prefix="mochi-sign-"))
+    log = ProxyLog()
+    subject = ", ".join(Path(f).name for f in params.get("files", [])) or "trust root"
+    stage = StageId("sign", subject)
+    started = time.monotonic()
+    sink.emit(StageEvent("start", "sign", subject))
+    try:
+        async with trio.open_nursery() as nursery:
+            await nursery.start(serve, proxy_dir / "proxy.sock", allowed, log)
+            value = await run_stage(
+                stage,
+                policy,
+                runner_argv(SIGN_RUNNER),
+                method,
+                {**params, "proxy": "{in:proxy}/proxy.sock", "out": "{out}"},
+                inputs={**inputs, "proxy": proxy_dir},
+                output_dir=out,
+                unsafe_no_sandbox=unsafe_no_sandbox,
+                env=env,
+                extra_fds=extra_fds,
+            )
+            nursery.cancel_scope.cancel()
+        intake(out, rules)
+    except BaseException as exc:
+        message = exc.diagnostics() if isinstance(exc, PybridgeError) else str(exc)
+        sink.emit(
+            StageEvent(
+                "fail",
+                "sign",
+                subject,
+                (message.splitlines() or [type(exc).__name__])[0][:200],
+                elapsed=time.monotonic() - started,
+            )
+        )
+        shutil.rmtree(out, ignore_errors=True)
+        raise
+    finally:
+        shutil.rmtree(proxy_dir, ignore_errors=True)
+        for line in log.refused:
+            sink.emit(StageEvent("log", "sign", subject, f"proxy refused: {line}"))
+    sink.emit(StageEvent("finish", "sign", subject, elapsed=time.monotonic() - started))
+    return value, out, log
+
+
+async def production_trust_config(*, work: Path, sink: EventSink, unsafe_no_sandbox: bool) -> bytes:
+    """Sigstore's production trust configuration, refreshed through TUF in the sign sandbox."""
+    _, out, _ = await _stage(
+        "trust",
+        {},
+        allow_list([TUF_URL]),
+        {},
+        IntakeRules(suffixes=frozenset({".json"}), max_files=1, max_file_size=MAX_TRUST_CONFIG),
+        work=work,
+        sink=sink,
+        unsafe_no_sandbox=unsafe_no_sandbox,
+    )
+    try:
+        return (out / "trust_config.json").read_bytes()
+    finally:
+        shutil.rmtree(out, ignore_errors=True)
+
+
+async def sign_distributions(
+    files: Sequence[Path],
+    token: str,
+    trust_config: bytes,
+    *,
+    work: Path,
+    sink: EventSink,
+    unsafe_no_sandbox: bool = False,
+) -> Signed:
+    """Sign each file; write ``FILE.publish.attestation`` beside it (the name twine and the
+    PyPA publish action upload)."""
+    if len(token.encode()) > MAX_TOKEN:
+        raise SigningError("the identity token is larger than 16 KiB")
+    try:
+        allowed = allow_list(signing_urls(trust_config))
+    except ValueError as exc:
+        raise SigningError(str(exc)) from None
+    staging = work / uuid.uuid4().hex
+    staging.mkdir(parents=True)
+    read_end, write_end = os.pipe()
+    try:
+        os.write(write_end, token.encode())  # fits the pipe buffer: MAX_TOKEN < 64 KiB
+        os.close(write_end)
+        write_end = -1
+        for path in files:
+            shutil.copyfile(path, staging / path.name)
+        (staging / "trust_config.json").write_bytes(trust_config)
+        value, out, log = await _stage(
+            "sign",
+            {
+                "token_fd": read_end,
+                "trust_config": "{in:dist}/trust_config.json",
+                "files": [f"{{in:dist}}/{path.name}" for path in files],
+            },
+            allowed,
+            {"dist": staging},
+            IntakeRules(
+                suffixes=frozenset({".attestation"}),
+                max_files=len(files),
+                max_file_size=MAX_TRUST_CONFIG,
+            ),
+            work=work,
+            sink=sink,
+            unsafe_no_sandbox=unsafe_no_sandbox,
+            extra_fds=[read_end],
+        )
+    except StageFailed as exc:
+        raise SigningError(f"signing failed: {exc.diagnostics()}") from None
+    finally:
+        os.close(read_end)
+        if write_end >= 0:
+            os.close(write_end)
+        shutil.rmtree(staging, ignore_errors=True)
+    written = []
+    try:
+        for path in files:
+            produced = out / f"{path.name}.publish.attestation"
+            json.loads(produced.read_bytes())  # the upload API needs JSON; the rest is PyPI's
+            target = path.with_name(produced.name)
+            shutil.copyfile(produced, target)
+            written.append(target)
+    except (OSError, ValueError) as exc:
+        raise SigningError(f"the sign stage produced no usable attestation: {exc}") from None
+    finally:
+        shutil.rmtree(out, ignore_errors=True)
+    return Signed(
+        identity=str(value.get("identity", "")),
+        issuer=str(value.get("issuer", "")),
+        attestations=tuple(written),
+        refused=tuple(log.refused),
+    )
