@@ -8,12 +8,10 @@ import base64
 import hashlib
 import json
 import os
-import socket
 import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -53,12 +51,6 @@ def cli(
     return subprocess.run([*CLI, "--project", str(project), "--cache-dir", str(project.parent / "cache"), *args],
                           capture_output=True, text=True, timeout=180, check=False,
                           env={**os.environ, **(env or {})})  # fmt: skip
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def test_publish_dry_run_builds_reproducibly_with_source_date_epoch(tmp_path: Path) -> None:
@@ -128,41 +120,24 @@ def test_publish_validates_metadata_first_and_names_every_problem(tmp_path: Path
     assert not (project / "dist").exists()
 
 
-def test_publish_refuses_to_upload_unsigned_unless_asked(tmp_path: Path) -> None:
-    done = cli(publish_project(tmp_path), "publish", "--to", "http://127.0.0.1:9/")
-    assert done.returncode == 1
-    assert "--no-attestations" in done.stderr
+NO_OIDC = {k: "" for k in ("ACTIONS_ID_TOKEN_REQUEST_URL", "ACTIONS_ID_TOKEN_REQUEST_TOKEN",
+                            "PYPI_ID_TOKEN", "SIGSTORE_ID_TOKEN")}  # fmt: skip
 
 
 def test_publish_to_pypi_without_an_oidc_identity_is_M071_PUBLISH_E001(tmp_path: Path) -> None:
-    env = {k: "" for k in ("ACTIONS_ID_TOKEN_REQUEST_URL", "ACTIONS_ID_TOKEN_REQUEST_TOKEN",
-                           "PYPI_ID_TOKEN", "SIGSTORE_ID_TOKEN")}  # fmt: skip
-    done = cli(publish_project(tmp_path), "publish", "--no-attestations", "--to", "pypi", env=env)
+    done = cli(
+        publish_project(tmp_path), "publish", "--no-attestations", "--to", "pypi", env=NO_OIDC
+    )
     assert done.returncode == 1
     assert "M071_PUBLISH_E001_NoOIDC" in done.stderr
 
 
-@pytest.fixture
-def pypiserver(tmp_path: Path) -> Iterator[str]:
-    packages = tmp_path / "served"
-    packages.mkdir()
-    port = free_port()
-    server = subprocess.Popen(
-        [str(Path(sys.executable).with_name("pypi-server")), "run", "-p", str(port), "-i", "127.0.0.1",
-         "-a", ".", "-P", ".", str(packages)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
-    try:
-        for _ in range(100):
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-                break
-            except OSError:
-                time.sleep(0.1)
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.terminate()
-        server.wait(10)
+def test_signing_without_an_oidc_identity_is_M071_PUBLISH_E001(tmp_path: Path) -> None:
+    # Signing is the default; with no identity it stops before any upload is attempted.
+    done = cli(publish_project(tmp_path), "publish", "--to", "http://127.0.0.1:9/", env=NO_OIDC)
+    assert done.returncode == 1
+    assert "M071_PUBLISH_E001_NoOIDC" in done.stderr
+    assert "upload" not in done.stderr
 
 
 def test_publish_lands_in_a_real_index_and_installs_from_it(
@@ -180,6 +155,14 @@ def test_publish_lands_in_a_real_index_and_installs_from_it(
     again = cli(project, "publish", "--no-attestations", "--to", f"{pypiserver}/")
     assert again.returncode == 1  # the same version again: the index refuses, we explain
     assert "already exists" in again.stderr or "409" in again.stderr
+
+
+def _form_field(body: bytes, name: str) -> str:
+    """One field of a multipart/form-data body ("" when absent)."""
+    marker = f'name="{name}"\r\n\r\n'.encode()
+    if marker not in body:
+        return ""
+    return body.split(marker, 1)[1].split(b"\r\n--", 1)[0].decode()
 
 
 class Flaky:
@@ -206,7 +189,8 @@ class Flaky:
                     return
                 status = flaky.upload_statuses.pop(0) if flaky.upload_statuses else 200
                 flaky.uploads.append({"auth": self.headers.get("Authorization", ""), "status": str(status),
-                                      "has_content": str(b'name="content"' in body)})  # fmt: skip
+                                      "has_content": str(b'name="content"' in body),
+                                      "attestations": _form_field(body, "attestations")})  # fmt: skip
                 self._send(status, {"message": "ok" if status == 200 else "nope"})
 
             def _send(self, status: int, payload: object) -> None:

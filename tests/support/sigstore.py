@@ -169,3 +169,5 @@ def sigstore_backend(directory: Path) -> Iterator[Backend]:
     finally:
         process.terminate()
         process.wait(timeout=10)
+        if process.stdout is not None:
+            process.stdout.close()

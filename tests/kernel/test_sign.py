@@ -1,0 +1,247 @@
+"""Signing (SPEC §8): the real sign runner (sigstore-python + pypi-attestations) in its sandbox,
+behind the kernel's allow-listing proxy, against the local Sigstore test backend; the
+attestations it makes are uploaded and verified; and the proxy refuses what is not on its list,
+also when a hostile process in the sign sandbox asks for it."""
+
+from __future__ import annotations
+
+import json
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import trio
+
+from mochi_pybridge.kernel.sign_proxy import ProxyLog, allow_list, parse_connect, serve
+from mochi_pybridge.sandbox.policy import StageKind
+
+from ..sandbox.canary import all_blocked, import_canary
+from ..support.sigstore import Backend, github_token, sigstore_backend
+from .test_publish import NO_OIDC, Flaky, cli, publish_project
+
+IDENTITY = "https://github.com/mochi-lang/hello/.github/workflows/release.yml@refs/heads/main"
+
+
+@pytest.fixture(scope="module")
+def backend(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Backend]:
+    with sigstore_backend(tmp_path_factory.mktemp("sigstore")) as running:
+        yield running
+
+
+def signing_env(backend: Backend) -> dict[str, str]:
+    # The backend's HTTPS certificate comes from a private CA, trusted like any private CA.
+    return {**NO_OIDC, "SSL_CERT_FILE": str(backend.ca_bundle)}
+
+
+def publish_signed(
+    project: Path, backend: Backend, to: str, *extra: str, token: str | None = None
+) -> tuple[int, str]:
+    done = cli(project, "publish", "--to", to, "--trust-config", str(backend.trust_config),
+               "--identity-token", token or github_token(), *extra, env=signing_env(backend))  # fmt: skip
+    return done.returncode, done.stderr
+
+
+def dist_files(project: Path) -> list[str]:
+    return sorted(
+        str(p) for p in (project / "dist").iterdir() if p.name.endswith((".whl", ".tar.gz"))
+    )
+
+
+def test_publish_signs_each_file_uploads_it_and_verify_accepts_the_attestation(
+    tmp_path: Path, backend: Backend, pypiserver: str
+) -> None:
+    project = publish_project(tmp_path)
+    seen = len(backend.requests_seen())
+    code, stderr = publish_signed(project, backend, f"{pypiserver}/")
+    assert code == 0, stderr
+    assert f"as {IDENTITY}" in stderr
+    assert "uploaded mochi_hello-0.1.0-py3-none-any.whl" in stderr
+    assert sorted(p.name for p in (tmp_path / "served").iterdir()) == [
+        "mochi_hello-0.1.0-py3-none-any.whl",
+        "mochi_hello-0.1.0.tar.gz",
+    ]
+    # One certificate for both files, then a timestamp and a log entry for each.
+    requests = backend.requests_seen()[seen:]
+    assert requests.count("POST /api/v2/signingCert") == 1
+    assert requests.count("POST /api/v1/log/entries") == 2
+    for name in dist_files(project):
+        attestation = json.loads(Path(name + ".publish.attestation").read_text())
+        assert attestation["version"] == 1
+    verified = cli(project, "verify", "--trust-config", str(backend.trust_config),
+                   "--publisher", "repository=mochi-lang/hello", *dist_files(project))  # fmt: skip
+    assert verified.returncode == 0, verified.stderr
+    assert verified.stdout.count("published by GitHub mochi-lang/hello release.yml") == 2
+
+
+def test_the_upload_carries_the_attestation(tmp_path: Path, backend: Backend) -> None:
+    with Flaky([]) as index:
+        code, stderr = publish_signed(publish_project(tmp_path), backend, index.url + "/")
+    assert code == 0, stderr
+    assert len(index.uploads) == 2
+    for upload in index.uploads:
+        (attestation,) = json.loads(upload["attestations"])
+        assert attestation["envelope"]["statement"]
+        assert attestation["verification_material"]["certificate"]
+
+
+def test_verify_rejects_tampering_a_wrong_publisher_and_an_untrusted_root(
+    tmp_path: Path, backend: Backend
+) -> None:
+    project = publish_project(tmp_path)
+    code, stderr = publish_signed(project, backend, "http://127.0.0.1:9/", "--dry-run")
+    assert code == 0, stderr
+    wheel, sdist = dist_files(project)[1], dist_files(project)[0]
+    trust = ("--trust-config", str(backend.trust_config))
+
+    wrong = cli(project, "verify", *trust, "--publisher", "repository=evil/hello", wheel)
+    assert wrong.returncode == 6
+    assert "does not match" in wrong.stderr
+
+    # Sigstore's production root does not vouch for the test backend's certificates.
+    untrusted = cli(project, "verify", wheel)
+    assert untrusted.returncode == 6
+
+    # An attestation moved to another file: names and digests do not match.
+    Path(sdist + ".publish.attestation").write_bytes(
+        Path(wheel + ".publish.attestation").read_bytes()
+    )
+    swapped = cli(project, "verify", *trust, sdist)
+    assert swapped.returncode == 6
+
+    with open(wheel, "ab") as f:
+        f.write(b"\0")
+    tampered = cli(project, "verify", *trust, wheel)
+    assert tampered.returncode == 6
+    assert "FAILED" in tampered.stderr
+
+
+def test_an_expired_identity_token_fails_before_any_upload(
+    tmp_path: Path, backend: Backend
+) -> None:
+    with Flaky([]) as index:
+        code, stderr = publish_signed(
+            publish_project(tmp_path), backend, index.url + "/", token=github_token(lifetime=-60)
+        )
+    assert code == 1
+    assert "identity token" in stderr
+    assert index.uploads == []
+
+
+def test_unreachable_signing_services_fail_cleanly(tmp_path: Path, backend: Backend) -> None:
+    config = json.loads(backend.trust_config.read_text())
+    for key in ("caUrls", "rekorTlogUrls", "tsaUrls"):
+        for service in config["signingConfig"][key]:
+            service["url"] = service["url"].replace(backend.url, "https://127.0.0.1:9")
+    dead = tmp_path / "dead.json"
+    dead.write_text(json.dumps(config))
+    project = publish_project(tmp_path)
+    done = cli(project, "publish", "--dry-run", "--trust-config", str(dead),
+               "--identity-token", github_token(), env=signing_env(backend))  # fmt: skip
+    assert done.returncode == 1
+    assert "signing failed" in done.stderr
+    assert not list((project / "dist").glob("*.attestation"))
+
+
+def test_a_signing_config_with_plain_http_services_is_refused(
+    tmp_path: Path, backend: Backend
+) -> None:
+    config = json.loads(backend.trust_config.read_text())
+    config["signingConfig"]["caUrls"][0]["url"] = "http://127.0.0.1:9"
+    plain = tmp_path / "plain.json"
+    plain.write_text(json.dumps(config))
+    done = cli(publish_project(tmp_path), "publish", "--dry-run", "--trust-config", str(plain),
+               "--identity-token", github_token(), env=signing_env(backend))  # fmt: skip
+    assert done.returncode == 1
+    assert "must be https://" in done.stderr
+
+
+# The proxy ----------------------------------------------------------------------------------
+
+
+def test_connect_heads_are_parsed_strictly() -> None:
+    assert parse_connect(b"CONNECT fulcio.sigstore.dev:443 HTTP/1.1\r\n\r\n") == (
+        "fulcio.sigstore.dev",
+        443,
+    )
+    assert parse_connect(b"CONNECT [::1]:8443 HTTP/1.1\r\n\r\n") == ("::1", 8443)
+    for head in (
+        b"GET http://fulcio.sigstore.dev/ HTTP/1.1\r\n\r\n",
+        b"CONNECT fulcio.sigstore.dev HTTP/1.1\r\n\r\n",
+        b"CONNECT fulcio.sigstore.dev:0 HTTP/1.1\r\n\r\n",
+        b"CONNECT fulcio.sigstore.dev:99999 HTTP/1.1\r\n\r\n",
+        b"CONNECT user@evil:443 HTTP/1.1\r\n\r\n",
+        b"CONNECT a b:443 HTTP/1.1\r\n\r\n",
+        b"CONNECT \xff:443 HTTP/1.1\r\n\r\n",
+    ):
+        assert parse_connect(head) is None, head
+    assert allow_list(["https://Rekor.example:8443/api", "https://fulcio.example"]) == {
+        ("rekor.example", 8443),
+        ("fulcio.example", 443),
+    }
+    with pytest.raises(ValueError, match="https"):
+        allow_list(["http://fulcio.example"])
+
+
+async def _echo(listener: trio.SocketListener) -> None:
+    async def handler(stream: trio.SocketStream) -> None:
+        async with stream:
+            while data := await stream.receive_some(1024):
+                await stream.send_all(data)
+
+    await trio.serve_listeners(handler, [listener])
+
+
+async def test_sign_sandbox_reaches_only_allowed_targets_through_the_proxy(
+    tmp_path: Path,
+) -> None:
+    forbidden = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    with forbidden:
+        forbidden.bind(("127.0.0.1", 0))
+        forbidden.listen()
+        forbidden.setblocking(False)
+        port = forbidden.getsockname()[1]
+        (allowed_listener,) = await trio.open_tcp_listeners(0, host="127.0.0.1")
+        allowed_port = allowed_listener.socket.getsockname()[1]
+        proxy_dir = tmp_path / "proxy"
+        proxy_dir.mkdir()
+        log = ProxyLog()
+        body = f"""
+        import socket
+        def direct():
+            socket.create_connection(("127.0.0.1", {port}), timeout=2).sendall(b"leak")
+        def via_proxy(head, payload=b""):
+            s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            s.settimeout(5)
+            s.connect("/in/proxy/proxy.sock")
+            s.sendall(head)
+            answer = s.recv(1024)
+            if b" 200 " not in answer.split(b"\\r\\n")[0]:
+                raise PermissionError(1, answer.decode(errors="replace"))
+            s.sendall(payload)
+            return s.recv(1024)
+        attempt("direct-tcp", direct)
+        attempt("dns", lambda: socket.getaddrinfo("pypi.org", 443))
+        attempt("connect-forbidden", lambda: via_proxy(b"CONNECT 127.0.0.1:{port} HTTP/1.1\\r\\n\\r\\n", b"leak"))
+        attempt("connect-other-name", lambda: via_proxy(b"CONNECT localhost:{allowed_port} HTTP/1.1\\r\\n\\r\\n"))
+        attempt("plain-http", lambda: via_proxy(b"GET http://127.0.0.1:{allowed_port}/ HTTP/1.1\\r\\n\\r\\n"))
+        attempt("connect-allowed", lambda: via_proxy(b"CONNECT 127.0.0.1:{allowed_port} HTTP/1.1\\r\\n\\r\\n", b"ping"))
+        """
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(_echo, allowed_listener)
+            await nursery.start(
+                serve, proxy_dir / "proxy.sock", frozenset({("127.0.0.1", allowed_port)}), log
+            )
+            result = await import_canary(
+                tmp_path, body, kind=StageKind.SIGN, inputs={"proxy": proxy_dir}
+            )
+            nursery.cancel_scope.cancel()
+        all_blocked(
+            result.attempts,
+            ["direct-tcp", "dns", "connect-forbidden", "connect-other-name", "plain-http"],
+        )
+        assert result.attempts["connect-allowed"] == "allowed:b'ping'"
+        assert log.opened == [("127.0.0.1", allowed_port)]
+        assert len(log.refused) == 3
+        with pytest.raises(BlockingIOError):
+            forbidden.accept()
