@@ -10,13 +10,14 @@ URLs only; certificates and signatures are the runner's business.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
 import tempfile
 import time
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -72,6 +73,17 @@ def signing_urls(trust_config: bytes) -> list[str]:
     return urls
 
 
+@contextlib.asynccontextmanager
+async def _unwrapped() -> AsyncIterator[None]:
+    """The proxy's nursery wraps the stage's own failure in a group: hand that on alone."""
+    try:
+        yield
+    except BaseExceptionGroup as group:
+        if len(group.exceptions) == 1:
+            raise group.exceptions[0] from None
+        raise
+
+
 async def _stage(
     method: str,
     params: Mapping[str, Any],
@@ -99,7 +111,7 @@ async def _stage(
     started = time.monotonic()
     sink.emit(StageEvent("start", "sign", subject))
     try:
-        async with trio.open_nursery() as nursery:
+        async with _unwrapped(), trio.open_nursery() as nursery:
             await nursery.start(serve, proxy_dir / "proxy.sock", allowed, log)
             value = await run_stage(
                 stage,

@@ -5,7 +5,8 @@ pypi-attestations.
 It runs under the sign policy: no network route. Its only way out is the kernel's allow-listing
 CONNECT proxy, a Unix socket bound into the sandbox; a loopback relay inside the sandbox's own
 network namespace makes that socket an ordinary ``HTTPS_PROXY`` for ``requests``. TLS is end to
-end between this runner and the signing services.
+end between this runner and the signing services. Once its code is loaded, ``sign`` also
+forbids itself to execute programs (a late seccomp filter).
 
 Method ``sign``: params ``token_fd`` (a pipe holding the OIDC identity token: never the
 environment or argv), ``trust_config`` (client trust configuration JSON: trusted root + signing
@@ -104,6 +105,10 @@ def sign(request: Request, channel: RunnerChannel) -> Mapping[str, Any]:
     from sigstore.models import ClientTrustConfig
     from sigstore.oidc import IdentityError, IdentityToken
     from sigstore.sign import SigningContext
+
+    from mochi_pybridge.sandbox.seccomp import deny_exec
+
+    deny_exec()  # everything signing needs is loaded; it never runs a program
 
     try:
         identity = IdentityToken(token)

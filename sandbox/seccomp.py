@@ -202,3 +202,20 @@ def _bpf_for_rules(rules: tuple[Rule, ...]) -> bytes:
         filt.export_bpf(out)
         out.seek(0)
         return out.read()
+
+
+# The late filter (prior-art §6.2): installed by a runner on itself once its trusted code is
+# loaded. Filters stack, so this only narrows what the stage's filter already allows.
+LATE_NO_EXEC: Final = (
+    Rule("execve", errno.EPERM, reason="the sign runner never runs programs"),
+    Rule("execveat", errno.EPERM, reason="the sign runner never runs programs"),
+)
+
+
+def deny_exec() -> None:
+    """From now on this process and its children cannot execute programs (EPERM)."""
+    import pyseccomp
+
+    filt = pyseccomp.SyscallFilter(pyseccomp.ALLOW)
+    _add_rules(filt, LATE_NO_EXEC)
+    filt.load()

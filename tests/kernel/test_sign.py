@@ -156,6 +156,20 @@ def test_a_signing_config_with_plain_http_services_is_refused(
     assert "must be https://" in done.stderr
 
 
+def test_without_a_trust_config_the_production_root_comes_through_tuf_or_nothing_is_sent(
+    tmp_path: Path,
+) -> None:
+    # Sigstore's production TUF repository and services are unreachable from CI machines: the
+    # trust stage (allowed only the TUF host) fails and nothing is uploaded. Where they are
+    # reachable, Fulcio refuses this unsigned test token instead; either way, exit 1.
+    with Flaky([]) as index:
+        done = cli(publish_project(tmp_path), "publish", "--to", index.url + "/",
+                   "--identity-token", github_token(), env=NO_OIDC)  # fmt: skip
+    assert done.returncode == 1
+    assert "sign of trust root failed" in done.stderr or "signing failed" in done.stderr
+    assert index.uploads == []
+
+
 # The proxy ----------------------------------------------------------------------------------
 
 

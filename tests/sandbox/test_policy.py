@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import errno
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -105,3 +107,29 @@ def test_build_filter_exports_bpf(kind: StageKind, tmp_path: Path) -> None:
         build_filter(POLICIES[kind]).export_bpf(f)  # type: ignore[attr-defined]
     size = out.stat().st_size
     assert size > 0 and size % 8 == 0  # struct sock_filter is 8 bytes
+
+
+def test_the_late_no_exec_filter_stops_programs_but_not_python(tmp_path: Path) -> None:
+    marker = tmp_path / "ran"
+    script = f"""
+import os, subprocess
+from mochi_pybridge.sandbox.seccomp import deny_exec
+deny_exec()
+try:
+    subprocess.run(["/bin/sh", "-c", "touch {marker}"], check=False)
+except PermissionError:
+    print("refused")
+pid = os.fork()
+if pid == 0:
+    try:
+        os.execv("/bin/sh", ["/bin/sh", "-c", "touch {marker}"])
+    finally:
+        os._exit(7)
+print("child", os.waitpid(pid, 0)[1] >> 8)
+print(sum(range(10)))
+"""
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          timeout=60, check=False)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["refused", "child", "7", "45"]
+    assert not marker.exists()
