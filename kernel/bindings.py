@@ -8,6 +8,7 @@ hashes of its inputs, the tool versions and the options, so a repeated lock star
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -86,6 +87,21 @@ class PackageBindings:
     wrappers: list[WrapperFiles]
 
 
+@dataclass(eq=False)
+class _SynthesisJob:
+    """One import's wrapper to synthesise, and where its result goes."""
+
+    pkg: ResolvedPackage
+    root: Path  # the stub root
+    options: dict[str, Any]
+    key: str  # result cache key
+    owner: PackageBindings
+    wrapper: WrapperFiles
+
+
+_SYNTHESIS_RULES = IntakeRules(suffixes=WRAPPER_SUFFIXES, max_files=8, max_file_size=64 << 20)
+
+
 def _tree_sha256(root: Path, files: Sequence[Path]) -> str:
     h = hashlib.sha256()
     for path in sorted(files):
@@ -123,6 +139,8 @@ class Bindings:
         self._cc: str | None = None
         # Wrappers whose C awaits compile_deferred(): (package, wrapper, .so name, C source).
         self.deferred: list[tuple[ResolvedPackage, WrapperFiles, str, bytes]] = []
+        # Imports whose wrapper awaits synthesize_deferred().
+        self.pending: list[_SynthesisJob] = []
 
     # -- sites -----------------------------------------------------------------------------
 
@@ -227,7 +245,7 @@ class Bindings:
             finally:
                 shutil.rmtree(out, ignore_errors=True)
 
-        await run_in_batches(pending, self.p.jobs, one)
+        await run_in_batches(pending, self.p.jobs, one, weight=lambda item: item[1]["size"])
 
     def _adopt_site(self, unpacked: Path, record: Mapping[str, Any]) -> Path:
         """Move a checked site (intake passed, the stage is dead) into the shared cache."""
@@ -396,7 +414,7 @@ class Bindings:
 
     # -- synthesis and compile -------------------------------------------------------------
 
-    async def synthesize(
+    def _synthesis_job(
         self,
         pkg: ResolvedPackage,
         module: str,
@@ -404,8 +422,8 @@ class Bindings:
         root: Path,
         suffix: str,
         refuse: Mapping[str, str] | None,
-    ) -> dict[str, bytes]:
-        stub_files = _stub_files(root)
+        owner: PackageBindings,
+    ) -> _SynthesisJob:
         options = {
             "module": module,
             "alias": alias,
@@ -422,32 +440,103 @@ class Bindings:
             stage="synthesis",
             v=BINDINGS_VERSION,
             code=code_identity(SYNTHESIS_RUNNER, "mochi_pybridge.runners.bindings"),
-            stubs=_tree_sha256(root, stub_files),
+            stubs=_tree_sha256(root, _stub_files(root)),
             options=options,
         )
-        cached = self.p.store.get_result(key)
-        if cached is not None:
-            self.p.stats.cache_hits += 1
-            return {n: self.p.store.get(d) for n, d in cached["files"].items()}
+        return _SynthesisJob(pkg, root, options, key, owner, WrapperFiles(alias, module, {}))
+
+    def _keep_synthesis(self, job: _SynthesisJob, files: dict[str, bytes]) -> None:
+        digests = {n: self.p.store.put(d) for n, d in files.items()}
+        self.p.store.put_result(job.key, {"files": digests}, list(digests.values()))
+        job.wrapper.files = files
+
+    async def synthesize(self, job: _SynthesisJob) -> None:
+        """One wrapper in its own stage (the path a failed batch falls back to)."""
         _, out = await self.p._run(
-            StageId("synthesis", pkg.name),
+            StageId("synthesis", job.pkg.name),
             StageKind.SYNTHESIS,
             "synthesize",
-            {**options, "stub_roots": ["{in:stubs}"]},
-            IntakeRules(suffixes=WRAPPER_SUFFIXES, max_files=8, max_file_size=64 << 20),
+            {**job.options, "stub_roots": ["{in:stubs}"]},
+            _SYNTHESIS_RULES,
             module=SYNTHESIS_RUNNER,
-            inputs={"stubs": root},
+            inputs={"stubs": job.root},
         )
-        files = {
-            f.path.name: f.data
-            for f in intake(
-                out, IntakeRules(suffixes=WRAPPER_SUFFIXES, max_files=8, max_file_size=64 << 20)
+        try:
+            self._keep_synthesis(job, {f.path.name: f.data for f in intake(out, _SYNTHESIS_RULES)})
+        finally:
+            shutil.rmtree(out, ignore_errors=True)
+
+    async def synthesize_deferred(self) -> None:
+        """Synthesise every wrapper ``bind`` planned: cached ones from the store, the rest in at
+        most ``jobs`` stages; then hand each wrapper's C to the compile step and total each
+        package's wrappers."""
+        pending = []
+        for job in self.pending:
+            cached = self.p.store.get_result(job.key)
+            if cached is not None:
+                self.p.stats.cache_hits += 1
+                job.wrapper.files = {n: self.p.store.get(d) for n, d in cached["files"].items()}
+            else:
+                pending.append(job)
+
+        async def one(batch: list[_SynthesisJob]) -> None:
+            inputs = {f"s{i}": job.root for i, job in enumerate(batch)}
+            items = [{**job.options, "stub_roots": [f"{{in:s{i}}}"]} for i, job in enumerate(batch)]
+            rules = dataclasses.replace(
+                _SYNTHESIS_RULES,
+                max_files=len(batch) * _SYNTHESIS_RULES.max_files,
+                max_total_size=len(batch) * _SYNTHESIS_RULES.max_file_size,
             )
-        }
-        shutil.rmtree(out, ignore_errors=True)
-        digests = {n: self.p.store.put(d) for n, d in files.items()}
-        self.p.store.put_result(key, {"files": digests}, list(digests.values()))
-        return files
+            try:
+                _, out = await self.p._run(
+                    StageId("synthesis", f"{len(batch)} wrappers"),
+                    StageKind.SYNTHESIS,
+                    "synthesize_many",
+                    {"items": items},
+                    rules,
+                    module=SYNTHESIS_RUNNER,
+                    inputs=inputs,
+                )
+            except StageFailed:
+                return  # redone one by one below, where the failure names the package
+            try:
+                produced: dict[str, dict[str, bytes]] = {}
+                for f in intake(out, rules):
+                    produced.setdefault(f.path.parts[0], {})[f.path.name] = f.data
+                for i, job in enumerate(batch):
+                    if str(i) in produced:
+                        self._keep_synthesis(job, produced[str(i)])
+            finally:
+                shutil.rmtree(out, ignore_errors=True)
+
+        await run_in_batches(pending, self.p.jobs, one)
+        for job in pending:
+            if not job.wrapper.files:
+                await self.synthesize(job)
+        for job in self.pending:
+            self._plan_compile(job)
+        for owner in {id(job.owner): job.owner for job in self.pending}.values():
+            wrapper_hash = hashlib.sha256()
+            for wrapper in owner.wrappers:
+                for fname in sorted(wrapper.files):
+                    if fname not in ("SKIPPED.txt", "summary.json") and not fname.endswith(".so"):
+                        data = wrapper.files[fname]
+                        wrapper_hash.update(fname.encode() + b"\0" + hashlib.sha256(data).digest())
+            owner.wrapper_sha256 = wrapper_hash.hexdigest()
+        self.pending.clear()
+
+    def _plan_compile(self, job: _SynthesisJob) -> None:
+        files = job.wrapper.files
+        summary = json.loads(files.pop("summary.json"))
+        job.owner.skipped += int(summary["skipped"])
+        name = job.wrapper.module.replace(".", "_")
+        so_name = f"_mochi_{name}.abi3.so"
+        cached = self.p.store.get_result(self._compile_key(files[f"_mochi_{name}.c"]))
+        if cached is not None:
+            self.p.stats.cache_hits += 1
+            files[so_name] = self.p.store.get(cached["so"])
+        else:  # compiled after synthesis, batched with the other packages' wrappers
+            self.deferred.append((job.pkg, job.wrapper, so_name, files[f"_mochi_{name}.c"]))
 
     def _compile_key(self, c_source: bytes) -> str:
         if self._cc is None:
@@ -597,31 +686,12 @@ class Bindings:
             ]
             stub_files = single
         stub_sha = _tree_sha256(root, stub_files) if stub_files else hashlib.sha256(b"").hexdigest()
-        wrappers = []
-        wrapper_hash = hashlib.sha256()
-        skipped = 0
+        owner = PackageBindings(provenance, source, stub_sha, "", 0, [])
         for alias, target in imports:
-            files = await self.synthesize(pkg, target, alias, root, suffix, refuse)
-            name = target.replace(".", "_")
-            summary = json.loads(files.pop("summary.json"))
-            skipped += int(summary["skipped"])
-            for fname in sorted(files):
-                if fname != "SKIPPED.txt":
-                    wrapper_hash.update(
-                        fname.encode() + b"\0" + hashlib.sha256(files[fname]).digest()
-                    )
-            wrapper = WrapperFiles(alias, target, dict(files))
-            so_name = f"_mochi_{name}.abi3.so"
-            cached = self.p.store.get_result(self._compile_key(files[f"_mochi_{name}.c"]))
-            if cached is not None:
-                self.p.stats.cache_hits += 1
-                wrapper.files[so_name] = self.p.store.get(cached["so"])
-            else:  # compiled after the graph, batched with the other packages' wrappers
-                self.deferred.append((pkg, wrapper, so_name, files[f"_mochi_{name}.c"]))
-            wrappers.append(wrapper)
-        return PackageBindings(
-            provenance, source, stub_sha, wrapper_hash.hexdigest(), skipped, wrappers
-        )
+            job = self._synthesis_job(pkg, target, alias, root, suffix, refuse, owner)
+            owner.wrappers.append(job.wrapper)
+            self.pending.append(job)
+        return owner  # filled in by synthesize_deferred()
 
 
 def write_python_wrap(project: Path, wrappers: Sequence[WrapperFiles]) -> None:

@@ -134,16 +134,38 @@ async def run_graph(
 T = TypeVar("T")
 
 
+def balanced_batches(
+    items: Sequence[T], count: int, weight: Callable[[T], float] | None
+) -> list[list[T]]:
+    """``count`` batches; round-robin without weights, else longest-processing-time first.
+    Each batch keeps its items in their original order."""
+    if weight is None:
+        return [list(items[i::count]) for i in range(count)]
+    loads = [0.0] * count
+    chosen: list[list[int]] = [[] for _ in range(count)]
+    for index in sorted(range(len(items)), key=lambda i: -weight(items[i])):
+        lightest = loads.index(min(loads))
+        loads[lightest] += weight(items[index])
+        chosen[lightest].append(index)
+    return [[items[i] for i in sorted(batch)] for batch in chosen]
+
+
 async def run_in_batches(
-    items: Sequence[T], jobs: int, work: Callable[[list[T]], Awaitable[None]]
+    items: Sequence[T],
+    jobs: int,
+    work: Callable[[list[T]], Awaitable[None]],
+    *,
+    weight: Callable[[T], float] | None = None,
 ) -> None:
     """Split ``items`` into at most ``jobs`` batches and run ``work`` on each concurrently:
     one sandbox start per batch instead of one per item. Fewer than two items: nothing to
-    gain, so nothing is done (the caller's per-item path handles them)."""
+    gain, so nothing is done (the caller's per-item path handles them).
+
+    With ``weight`` (e.g. bytes to unpack), batches are balanced by it: heaviest first, each
+    to the lightest batch so far, so one batch does not hold all the big items."""
     if len(items) < 2:
         return
-    count = max(1, jobs)
-    batches = [list(items[i::count]) for i in range(count)]
+    batches = balanced_batches(items, max(1, jobs), weight)
     async with trio.open_nursery() as nursery:
         for batch in batches:
             if batch:

@@ -458,7 +458,7 @@ class Pipeline:
             finally:
                 shutil.rmtree(out, ignore_errors=True)
 
-        await run_in_batches(pending, self.jobs, one)
+        await run_in_batches(pending, self.jobs, one, weight=lambda item: item[1].get("size") or 0)
 
     # -- the whole lock --------------------------------------------------------------------
 
@@ -512,6 +512,7 @@ class Pipeline:
             error = failures[0]
             assert error is not None
             raise error
+        await bindings.synthesize_deferred()
         await bindings.compile_deferred()
         bound = {s.package: run.outcomes[s.key].value for s in bind_specs}
         self.wrappers = [w for b in bound.values() for w in b.wrappers]

@@ -10,6 +10,7 @@ import hashlib
 import json
 import os
 import random
+import re
 import ssl
 import time
 import urllib.error
@@ -69,26 +70,23 @@ def _check_url(url: str) -> str:
     return url
 
 
-def identity_token(explicit: str | None, *, audience: str, opener: Opener = _open) -> str | None:
-    """The OIDC token: --identity-token, GitHub Actions, or GitLab's variables."""
+def identity_token(explicit: str | None, *, audience: str) -> str | None:
+    """The OIDC token for ``audience``: --identity-token, else the CI's ambient credential as
+    sigstore-python finds it (the ``id`` package: GitHub Actions, GitLab CI's ``<AUD>_ID_TOKEN``,
+    Google Cloud, CircleCI, Buildkite), else an ``<AUD>_ID_TOKEN`` variable set by hand."""
     if explicit:
         return explicit
-    request_url = os.environ.get("ACTIONS_ID_TOKEN_REQUEST_URL")
-    request_token = os.environ.get("ACTIONS_ID_TOKEN_REQUEST_TOKEN")
-    if request_url and request_token:
-        url = f"{request_url}&audience={urllib.parse.quote(audience)}"
-        response = opener(
-            urllib.request.Request(  # noqa: S310 (_check_url allows http(s) only)
-                _check_url(url), headers={"Authorization": f"bearer {request_token}"}
-            )
-        )
-        if response.status != 200:
-            raise PublishError(f"GitHub Actions refused an OIDC token (HTTP {response.status})")
-        return str(json.loads(response.body)["value"])
-    for name in ("PYPI_ID_TOKEN", "SIGSTORE_ID_TOKEN"):
-        if os.environ.get(name):
-            return os.environ[name]
-    return None
+    import id as ambient
+
+    try:
+        token = ambient.detect_credential(audience)
+    except ambient.IdentityError as exc:
+        raise PublishError(f"the CI environment did not provide an OIDC token: {exc}") from None
+    if token:
+        return token
+    variable = re.sub(r"[^A-Z0-9]", "_", audience.upper())
+    variable = ("_" + variable[1:] if variable[:1].isdigit() else variable) + "_ID_TOKEN"
+    return os.environ.get(variable) or None
 
 
 def jwt_claims(token: str) -> dict[str, Any]:

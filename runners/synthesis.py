@@ -22,7 +22,24 @@ from mochi_pybridge.runners.channel import RunnerChannel
 
 
 def synthesis(request: Request, channel: RunnerChannel) -> Mapping[str, Any]:
-    p = request.params
+    return _synthesize_one(request, channel, request.params, Path(request.params["out"]))
+
+
+def synthesis_many(request: Request, channel: RunnerChannel) -> Mapping[str, Any]:
+    """Several ``synthesize`` requests in one runner (one sandbox start for a batch); item N
+    writes into ``out/N/``. The first failure fails the batch: the kernel then redoes its
+    items one at a time, so the error names the package."""
+    out = Path(request.params["out"])
+    summaries = []
+    for index, item in enumerate(request.params["items"]):
+        (out / str(index)).mkdir()
+        summaries.append(_synthesize_one(request, channel, item, out / str(index)))
+    return {"summaries": summaries}
+
+
+def _synthesize_one(
+    request: Request, channel: RunnerChannel, p: Mapping[str, Any], out: Path
+) -> Mapping[str, Any]:
     module, alias = str(p["module"]), str(p["alias"])
     roots = [Path(r) for r in p["stub_roots"]]
     tree = StubTree(roots, stub_suffix=str(p.get("stub_suffix", "")))
@@ -45,7 +62,6 @@ def synthesis(request: Request, channel: RunnerChannel) -> Mapping[str, Any]:
         async_mode=str(p.get("async_mode", "per-call")),
     )
     name = module.replace(".", "_")
-    out = Path(p["out"])
     (out / f"{name}_shim.mochi").write_text(outputs.shim)
     (out / f"{name}_externs.py").write_text(outputs.sidecar)
     (out / f"{name}_externs.pyi").write_text(outputs.sidecar_stub)
@@ -72,7 +88,13 @@ def capabilities(request: Request, channel: RunnerChannel) -> Mapping[str, Any]:
 
 
 def main() -> int:
-    return serve_one({"synthesize": synthesis, "capabilities": capabilities})
+    return serve_one(
+        {
+            "synthesize": synthesis,
+            "synthesize_many": synthesis_many,
+            "capabilities": capabilities,
+        }
+    )
 
 
 if __name__ == "__main__":

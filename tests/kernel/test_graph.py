@@ -8,7 +8,15 @@ import pytest
 import trio
 import trio.testing
 
-from mochi_pybridge.kernel.graph import GraphError, Outcome, StageSpec, Status, run_graph, validate
+from mochi_pybridge.kernel.graph import (
+    GraphError,
+    Outcome,
+    StageSpec,
+    Status,
+    balanced_batches,
+    run_graph,
+    validate,
+)
 
 
 def chain(package: str) -> list[StageSpec]:
@@ -91,3 +99,13 @@ async def test_run_graph_fail_fast_cancels_the_rest(autojump_clock: trio.testing
     run = await run_graph(chain("a") + chain("b"), execute, jobs=2, fail_fast=True)
     assert run.outcomes["fetch:a"].status is Status.FAILED
     assert run.outcomes["fetch:b"].status is Status.CANCELLED
+
+
+def test_balanced_batches_spread_heavy_items_and_keep_order() -> None:
+    sizes = [100, 1, 1, 90, 1, 1, 80, 1]
+    batches = balanced_batches(list(range(len(sizes))), 2, lambda i: sizes[i])
+    loads = [sum(sizes[i] for i in batch) for batch in batches]
+    assert sorted(i for batch in batches for i in batch) == list(range(len(sizes)))
+    assert max(loads) - min(loads) <= 80  # round-robin would give 272 vs 3
+    assert all(batch == sorted(batch) for batch in batches)
+    assert balanced_batches([1, 2, 3, 4, 5], 2, None) == [[1, 3, 5], [2, 4]]
