@@ -405,3 +405,18 @@ def test_sync_rebuilds_python_wrap_from_the_lock_offline(
     assert done.returncode == 0, done.stderr
     assert (project / "python_wrap" / "b" / "beta_shim.mochi").is_file()
     assert len(state.requests) == served  # nothing fetched: the store was complete
+
+
+def test_a_truncated_wheel_whose_hash_matches_fails_clearly(
+    tmp_path: Path, index: tuple[str, IndexState], cache: Path
+) -> None:
+    url, state = index
+    wheel = state.root / "beta-1.0-py3-none-any.whl"
+    wheel.write_bytes(wheel.read_bytes()[:200])  # the index advertises the new bytes' hash
+    project = tmp_path / "proj"
+    write_project(project, url, 'beta = "==1.0"')
+    done = cli(project, cache, "lock")
+    assert done.returncode == 1, done.stderr
+    assert "beta-1.0-py3-none-any.whl is not a readable wheel" in done.stderr
+    assert "Traceback" not in done.stderr
+    assert not (project / "mochi.lock").exists()
