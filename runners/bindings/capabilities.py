@@ -5,6 +5,8 @@ Static and conservative: an import is evidence enough. Each finding carries ``fi
 from __future__ import annotations
 
 import ast
+import collections
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -72,9 +74,30 @@ def _matches(name: str, prefixes: tuple[str, ...]) -> bool:
     return any(name == p or name.startswith(p + ".") for p in prefixes)
 
 
-def _scan(tree: ast.AST, rel: str) -> Iterator[tuple[str, str]]:
+# Every call this module looks for names ``open``, ``setattr`` or ``os.<name>`` in the source
+# text (spacing and line continuations allowed for). An ASCII file without one can give no
+# call evidence, so only its statements are walked: imports and assignments are statements,
+# and statements are a small part of a tree. Non-ASCII files are always walked in full, since
+# identifiers are NFKC-normalised (a fullwidth ``ｏｐｅｎ`` is ``open``).
+_CALL_TEXT = re.compile(rb"\b(?:open|setattr)\b|\bos[\s\\]*\.")
+_BLOCKS = (ast.stmt, ast.excepthandler, ast.match_case)
+
+
+def _statements(tree: ast.AST) -> Iterator[ast.AST]:
+    """The tree's statements (and handler/case blocks) in ``ast.walk``'s breadth-first order."""
+    todo = collections.deque([tree])
+    while todo:
+        node = todo.popleft()
+        yield node
+        for name in node._fields:
+            value = getattr(node, name, None)
+            if isinstance(value, list):
+                todo.extend(v for v in value if isinstance(v, _BLOCKS))
+
+
+def _scan(tree: ast.AST, rel: str, *, calls: bool = True) -> Iterator[tuple[str, str]]:
     imported_modules: set[str] = set()
-    for node in ast.walk(tree):
+    for node in ast.walk(tree) if calls else _statements(tree):
         names: list[str] = []
         if isinstance(node, ast.Import):
             names = [a.name for a in node.names]
@@ -130,10 +153,12 @@ def analyse(site: Path, top_level: list[str]) -> dict[str, list[str]]:
             continue
         if path.suffix != ".py" or path.stat().st_size > MAX_FILE:
             continue
+        source = path.read_bytes()
         try:
-            tree = ast.parse(path.read_bytes(), filename=rel)
+            tree = ast.parse(source, filename=rel)
         except (SyntaxError, ValueError, RecursionError, MemoryError):
             continue
-        for cap, evidence in _scan(tree, rel):
+        calls = not source.isascii() or _CALL_TEXT.search(source) is not None
+        for cap, evidence in _scan(tree, rel, calls=calls):
             found.setdefault(cap, []).append(evidence)
     return {cap: sorted(set(ev))[:20] for cap, ev in sorted(found.items())}
