@@ -45,6 +45,15 @@ async def start_to_hello(unsafe: bool) -> float:
     return elapsed
 
 
+async def start_to_result(kind: StageKind, unsafe: bool) -> float:
+    """One trivial request through the whole stage lifecycle under ``kind``'s policy."""
+    start = time.perf_counter()
+    value = await run_stage(StageId("echo", kind.value), POLICIES[kind], ECHO, "echo", {"n": 1},
+                            unsafe_no_sandbox=unsafe)  # fmt: skip
+    assert value == {"n": 1}
+    return time.perf_counter() - start
+
+
 async def throughput(jobs: int, stages: int) -> float:
     specs = [StageSpec(f"s{i}", "echo", f"p{i}") for i in range(stages)]
 
@@ -68,6 +77,21 @@ async def main() -> None:
         rows.append([label, f"{statistics.median(samples) * 1e3:.1f}",
                      f"{min(samples) * 1e3:.1f}-{max(samples) * 1e3:.1f}"])  # fmt: skip
     print_table("runner start-to-hello latency, 25 runs (ms)", ["runner", "median", "range"], rows)
+    rows = []
+    for kind in StageKind:
+        plain = [await start_to_result(kind, True) for _ in range(15)]
+        boxed = [await start_to_result(kind, False) for _ in range(15)]
+        results[f"start_to_result_{kind.value}"] = {"plain_s": plain, "sandboxed_s": boxed}
+        p, b = statistics.median(plain), statistics.median(boxed)
+        spread = f"{min(boxed) * 1e3:.1f}-{max(boxed) * 1e3:.1f}"
+        rows.append(
+            [kind.value, f"{p * 1e3:.1f}", f"{b * 1e3:.1f}", spread, f"{(b - p) * 1e3:.1f}"]
+        )
+    print_table(
+        "trivial request start-to-result per stage policy, 15 runs (ms)",
+        ["policy", "unsandboxed", "sandboxed", "sandboxed range", "overhead"],
+        rows,
+    )
     rows = []
     for jobs in (1, 2):
         samples = [await throughput(jobs, 16) for _ in range(3)]

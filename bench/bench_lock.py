@@ -119,6 +119,7 @@ def baseline(project: Path, work: Path) -> dict[str, float]:
             str(work / "requirements.txt"),
         ],
         check=True,
+        stderr=subprocess.DEVNULL,  # warnings about find-links in this machine's pip config
     )
     times["pip download (the locked wheels)"] = time.perf_counter() - start
     site = work / "site"
