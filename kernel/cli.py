@@ -120,7 +120,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--publisher",
         action="append",
         metavar="KEY=VALUE",
-        help="require this publisher field, e.g. repository=org/name",
+        help="require this publisher field, e.g. repository=org/name (attestations) or "
+        "identity=URI-or-email / issuer=URL (Sigstore bundles)",
     )
     verify.add_argument(
         "--trust-config",

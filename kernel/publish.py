@@ -52,7 +52,7 @@ def cmd_publish(args: argparse.Namespace) -> int:
         print(f"built {path}", file=sys.stderr)
     attestations: dict[Path, list[Any]] = {}
     if not args.no_attestations:
-        trust_config = Path(args.trust_config).read_bytes() if args.trust_config else None
+        trust_config = _read_trust_config(args.trust_config) if args.trust_config else None
         attestations = trio.run(_sign, args, files, trust_config)
     target = TARGETS.get(args.to, args.to)
     if args.dry_run:
@@ -96,6 +96,13 @@ def cmd_publish(args: argparse.Namespace) -> int:
     return int(ExitCode.OK)
 
 
+def _read_trust_config(name: str) -> bytes:
+    try:
+        return Path(name).read_bytes()
+    except OSError as exc:
+        raise PybridgeError(f"cannot read the trust configuration {name}: {exc.strerror}") from None
+
+
 async def _sign(
     args: argparse.Namespace, files: list[Path], trust_config: bytes | None
 ) -> dict[Path, list[Any]]:
@@ -127,15 +134,16 @@ async def _sign(
 async def _verify_one(args: argparse.Namespace, path: Path, expected: dict[str, str]) -> str:
     from mochi_pybridge.kernel.pipeline import VERIFY_RUNNER, Pipeline
 
-    provenance = path.with_name(path.name + ".provenance")
-    bare = not provenance.is_file()
-    if bare:
-        provenance = path.with_name(path.name + ".publish.attestation")
-    if not provenance.is_file():
-        raise IntegrityError(
-            f"{path}: neither {path.name}.provenance (from the index) nor "
-            f"{path.name}.publish.attestation (from publish) beside it"
-        )
+    # What the index serves, what publish writes, what `sigstore sign` writes: first found.
+    kinds = (".provenance", ".publish.attestation", ".sigstore.json")
+    found = [
+        path.with_name(path.name + k) for k in kinds if path.with_name(path.name + k).is_file()
+    ]
+    if not found:
+        expected_names = ", ".join(path.name + k for k in kinds)
+        raise IntegrityError(f"{path}: nothing to verify beside it (one of {expected_names})")
+    provenance = found[0]
+    method = "bundle" if provenance.name.endswith(".sigstore.json") else "attestation"
     manifest_dir = args.project.resolve()
     pipeline = Pipeline(
         _bare_manifest(manifest_dir),
@@ -149,16 +157,17 @@ async def _verify_one(args: argparse.Namespace, path: Path, expected: dict[str, 
         shutil.copyfile(path, staging / path.name)
         shutil.copyfile(provenance, staging / provenance.name)
         if args.trust_config:
-            shutil.copyfile(args.trust_config, staging / "trust_config.json")
+            (staging / "trust_config.json").write_bytes(_read_trust_config(args.trust_config))
         try:
             value, out = await pipeline._run(
                 StageId("verify", path.name),
                 StageKind.SYNTHESIS,
-                "attestation",
+                method,
                 {
                     "dist": f"{{in:dist}}/{path.name}",
                     "provenance": f"{{in:dist}}/{provenance.name}",
-                    "bare": bare,
+                    "bundle": f"{{in:dist}}/{provenance.name}",
+                    "bare": provenance.name.endswith(".publish.attestation"),
                     "trust_config": "{in:dist}/trust_config.json" if args.trust_config else None,
                     "expected": expected,
                 },

@@ -8,6 +8,9 @@ Method ``attestation``: params ``dist`` (path of the distribution file, named as
 ``FILE.publish.attestation``), optional ``trust_config`` and ``expected`` publisher fields that
 must match. Result: the publisher identity and the predicate types verified.
 
+Method ``bundle``: a Sigstore bundle over a file (``FILE.sigstore.json``); params ``dist``,
+``bundle``, optional ``trust_config`` and ``expected`` (``identity``, ``issuer``).
+
     python -I -B -m mochi_pybridge.runners.verify --protocol-fd N
 """
 
@@ -158,8 +161,66 @@ def attestation(request: Request, channel: RunnerChannel) -> Mapping[str, Any]:
     return {"identities": sorted(set(identities)), "predicates": sorted(set(predicates))}
 
 
+def _certificate_identity(cert: Any) -> tuple[str, str]:
+    """(identity, OIDC issuer) a Fulcio certificate was issued to."""
+    from cryptography import x509
+
+    san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    names = san.get_values_for_type(x509.UniformResourceIdentifier) + san.get_values_for_type(
+        x509.RFC822Name
+    )
+    issuer = ""
+    for oid in ("1.3.6.1.4.1.57264.1.8", "1.3.6.1.4.1.57264.1.1"):
+        try:
+            value = cert.extensions.get_extension_for_oid(x509.ObjectIdentifier(oid)).value
+        except x509.ExtensionNotFound:
+            continue
+        raw = value.value
+        # v2 is a DER UTF8String (tag 0x0C, short length), v1 the bare bytes.
+        issuer = (raw[2:] if raw[:1] == b"\x0c" else raw).decode("utf-8", "replace")
+        break
+    return (names[0] if names else ""), issuer
+
+
+def bundle(request: Request, channel: RunnerChannel) -> Mapping[str, Any]:
+    """A Sigstore bundle (``FILE.sigstore.json``, as ``sigstore sign`` writes) over a file."""
+    from sigstore.models import Bundle
+    from sigstore.verify import policy
+
+    params = request.params
+    dist_path = Path(params["dist"])
+    raw = Path(params["bundle"]).read_bytes()
+    if len(raw) > MAX_PROVENANCE:
+        raise RunnerFailure("integrity", "the bundle is too large")
+    try:
+        parsed = Bundle.from_json(raw)
+        identity, issuer = _certificate_identity(parsed.signing_certificate)
+        verifier = _verifier(params.get("trust_config"))
+    except Exception as exc:
+        raise RunnerFailure("integrity", f"malformed bundle: {exc}"[:2000]) from None
+    claimed = {"identity": identity, "issuer": issuer}
+    expected: Mapping[str, Any] = params.get("expected") or {}
+    mismatch = [f"{k}={v!r} (got {claimed.get(k)!r})" for k, v in expected.items()
+                if claimed.get(k) != v]  # fmt: skip
+    if mismatch:
+        raise RunnerFailure(
+            "integrity",
+            f"signer does not match: {identity} ({issuer}); expected " + ", ".join(mismatch),
+        )
+    channel.progress(request.id, f"verifying the bundle signed by {identity}")
+    try:
+        verifier.verify_artifact(
+            dist_path.read_bytes(), parsed, policy.Identity(identity=identity, issuer=issuer)
+        )
+    except Exception as exc:
+        raise RunnerFailure(
+            "integrity", f"bundle does not verify for {dist_path.name}: {exc}"[:2000]
+        ) from None
+    return {"identities": [f"{identity} ({issuer})"], "predicates": []}
+
+
 def main() -> int:
-    return serve_one({"attestation": attestation})
+    return serve_one({"attestation": attestation, "bundle": bundle})
 
 
 if __name__ == "__main__":

@@ -6,7 +6,10 @@ also when a hostile process in the sign sandbox asks for it."""
 from __future__ import annotations
 
 import json
+import os
 import socket
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -114,6 +117,32 @@ def test_verify_rejects_tampering_a_wrong_publisher_and_an_untrusted_root(
     tampered = cli(project, "verify", *trust, wheel)
     assert tampered.returncode == 6
     assert "FAILED" in tampered.stderr
+
+
+def test_verify_checks_a_sigstore_bundle_made_by_the_sigstore_cli(
+    tmp_path: Path, backend: Backend
+) -> None:
+    artifact = tmp_path / "mochi_hello-0.1.0.tar.gz"
+    artifact.write_bytes(b"any file at all")
+    signed = subprocess.run(
+        [sys.executable, "-m", "sigstore", "--trust-config", str(backend.trust_config), "sign",
+         "--identity-token", github_token(), str(artifact)],
+        capture_output=True, text=True, timeout=120, check=False,
+        env={**os.environ, "REQUESTS_CA_BUNDLE": str(backend.ca_bundle)},
+    )  # fmt: skip
+    assert signed.returncode == 0, signed.stderr
+    assert artifact.with_name(artifact.name + ".sigstore.json").is_file()
+    project = tmp_path / "proj"
+    project.mkdir()
+    trust = ("--trust-config", str(backend.trust_config))
+    ok = cli(project, "verify", *trust, "--publisher", f"identity={IDENTITY}", str(artifact))
+    assert ok.returncode == 0, ok.stderr
+    assert f"published by {IDENTITY} (https://token.actions.githubusercontent.com)" in ok.stdout
+    other = cli(project, "verify", *trust, "--publisher", "identity=someone@else", str(artifact))
+    assert other.returncode == 6
+    artifact.write_bytes(b"another file")
+    tampered = cli(project, "verify", *trust, str(artifact))
+    assert tampered.returncode == 6
 
 
 def test_an_expired_identity_token_fails_before_any_upload(
