@@ -167,6 +167,7 @@ def _pip_resolve(params: Mapping[str, Any], requirements: Path, tmp: Path) -> li
         sys.executable,
         "-m",
         "pip",
+        "--isolated",  # like uv's --no-config: no user configuration, no PIP_* variables
         "install",
         "--dry-run",
         "--ignore-installed",
