@@ -134,6 +134,32 @@ def _shape(t: MochiType | None) -> object:
     return None
 
 
+def _arg_shape(t: MochiType | None, plan: Plan) -> object:
+    """Where an argument of type ``t`` needs converting on its way to Python: records arrive
+    as dicts keyed by Mochi field names and become the package's own record type, at any
+    depth; None: nowhere."""
+    if isinstance(t, ListOf | SetOf):
+        inner = _arg_shape(t.item, plan)
+        return ("L" if isinstance(t, ListOf) else "S", inner) if inner is not None else None
+    if isinstance(t, MapOf):
+        inner = _arg_shape(t.value, plan)
+        return ("M", inner) if inner is not None else None
+    if isinstance(t, Optional):
+        return _arg_shape(t.inner, plan)  # None passes through unchanged
+    if isinstance(t, TupleOf):
+        items = [_arg_shape(i, plan) for i in t.items]
+        return ("T", tuple(items)) if any(i is not None for i in items) else None
+    if isinstance(t, Record):
+        python = t.python_names or tuple(name for name, _ in t.fields)
+        kind = plan.record_kinds.get(t.name, ("typeddict", ""))[0]
+        fields = tuple(
+            (name, py, _arg_shape(ft, plan))
+            for (name, ft), py in zip(t.fields, python, strict=True)
+        )
+        return ("R", (t.name, kind, fields))
+    return None
+
+
 def _convert_result(t: MochiType | None, plan: Plan) -> str:
     """Python expression turning ``_mochi_r_`` into what the wrapper checks against ``t``."""
     shape = _shape(t)
@@ -192,6 +218,31 @@ def render_sidecar(plan: Plan, package: str, version: str, *, async_mode: str = 
         "    return {name: _convert(record[py], s) for name, py, s in inner if py in record}",
         "",
         "",
+        "def _to_python(value, shape):",
+        '    """The way back: records arrive as dicts keyed by Mochi field names and become the',
+        "    package's own record (a TypedDict's dict, a NamedTuple or dataclass instance), at",
+        '    any depth; anything else is passed as it came."""',
+        "    if shape is None or value is None:",
+        "        return value",
+        "    kind, inner = shape",
+        '    if kind == "L" and isinstance(value, list):',
+        "        return [_to_python(v, inner) for v in value]",
+        '    if kind == "S" and isinstance(value, (set, frozenset)):',
+        "        return {_to_python(v, inner) for v in value}",
+        '    if kind == "M" and isinstance(value, dict):',
+        "        return {k: _to_python(v, inner) for k, v in value.items()}",
+        '    if kind == "T" and isinstance(value, (tuple, list)) and len(value) == len(inner):',
+        "        return tuple(_to_python(v, s) for v, s in zip(value, inner))",
+        '    if kind == "R" and isinstance(value, dict):',
+        "        name, record_kind, fields = inner",
+        "        data = {py: _to_python(value[field], s) for field, py, s in fields if field in value}",
+        "        cls = globals().get(name, object)",
+        '        if record_kind == "typeddict" or cls is object:',
+        "            return data",
+        "        return cls(**data)",
+        "    return value",
+        "",
+        "",
     ]
     exported: list[str] = []
     classes: dict[str, str] = {}
@@ -233,6 +284,10 @@ def render_sidecar(plan: Plan, package: str, version: str, *, async_mode: str = 
         ]
         signature = ", ".join(names)
         lines.append(f"def {func.mochi_name}({signature}):")
+        for param, local in zip(func.params, names, strict=True):
+            shape = _arg_shape(param.type, plan)
+            if shape is not None:
+                lines.append(f"    {local} = _to_python({local}, {shape!r})")
         positional = []
         keywords = []
         for param, local in zip(func.params, names, strict=True):

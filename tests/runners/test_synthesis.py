@@ -397,3 +397,39 @@ def test_record_fields_named_like_mochi_keywords_are_renamed_on_both_sides(tmp_p
     parse(outputs.shim)
     result = call(root, out, "import _mochi_kw as m\nresult = [m.token(), m.spans()]")
     assert result == [{"type_": "word", "match_": 3}, [{"load_": 1, "end": 2}]]
+
+
+def test_record_arguments_reach_python_as_the_packages_own_types(tmp_path: Path) -> None:
+    root = write_package(tmp_path, {
+        "rec/__init__.py": (
+            "from typing import NamedTuple, Optional, TypedDict\n"
+            "from dataclasses import dataclass\n\n"
+            "class P(NamedTuple):\n    x: int\n    y: int\n\n"
+            "class Tok(TypedDict):\n    type: str\n    n: int\n\n"
+            "@dataclass(frozen=True)\nclass Box:\n    name: str\n    points: list[P]\n\n"
+            "def norm(p: P) -> int:\n"
+            "    assert type(p) is P, type(p)\n"
+            "    return p.x * p.x + p.y * p.y\n\n"
+            "def repeat(t: Tok) -> str:\n"
+            "    assert t == {'type': 'ab', 'n': 2}, t\n"
+            "    return t['type'] * t['n']\n\n"
+            "def total(boxes: list[Box]) -> int:\n"
+            "    assert all(type(b) is Box and all(type(p) is P for p in b.points) for b in boxes)\n"
+            "    return sum(p.x for b in boxes for p in b.points)\n\n"
+            "def given(p: Optional[P] = None) -> bool:\n    return type(p) is P\n"
+        ),
+        "rec/py.typed": "",
+    })  # fmt: skip
+    out = tmp_path / "wrap"
+    build_wrapper(root, out, "rec")
+    result = call(
+        root,
+        out,
+        """
+import _mochi_rec as m
+boxes = [{"name": "b", "points": [{"x": 1, "y": 2}, {"x": 3, "y": 4}]}]
+result = [m.norm({"x": 3, "y": 4}), m.repeat({"type_": "ab", "n": 2}), m.total(boxes),
+          m.given({"x": 1, "y": 1}), m.given(None)]
+""",
+    )
+    assert result == [25, "abab", 4, True, False]
