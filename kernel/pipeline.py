@@ -15,6 +15,7 @@ import os
 import shutil
 import sys
 import time
+import urllib.parse
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -26,6 +27,7 @@ from packaging.requirements import InvalidRequirement, Requirement
 from packaging.tags import sys_tags
 from packaging.utils import InvalidWheelFilename, canonicalize_name, parse_wheel_filename
 
+from mochi_pybridge.kernel.egress import ProxyLog, Target, allow_list, proxied
 from mochi_pybridge.kernel.errors import IntegrityError, PybridgeError, StageFailed
 from mochi_pybridge.kernel.events import EventSink, StageEvent
 from mochi_pybridge.kernel.graph import Outcome, StageSpec, run_graph, run_in_batches
@@ -41,6 +43,13 @@ from mochi_pybridge.sandbox.policy import POLICIES, StageKind, StagePolicy
 
 FETCH_RUNNER = "mochi_pybridge.runners.fetch"
 VERIFY_RUNNER = "mochi_pybridge.runners.verify"
+# Indexes known to serve their files from another host (PEP 503 allows any file URL).
+FILE_HOSTS = {
+    "pypi.org": ("files.pythonhosted.org",),
+    "test.pypi.org": ("test-files.pythonhosted.org",),
+}
+# Concurrent connections uv opens from a fetch stage (each costs two relay threads).
+FETCH_CONNECTIONS = 16
 # Bump when what a stage computes changes, so old cache entries stop matching.
 RESOLVE_VERSION = 1
 FETCH_VERSION = 1
@@ -93,6 +102,16 @@ class Pipeline:
 
     # -- stages ----------------------------------------------------------------------------
 
+    def egress_allowed(self) -> frozenset[Target]:
+        """Where fetch stages may connect: the configured indexes, plus the file host of an
+        index known to serve its files from another host (PyPI's). A wheel or metadata URL
+        anywhere else is refused, and the refusal is reported."""
+        urls = [index.url for index in self.manifest.indexes]
+        for index in self.manifest.indexes:
+            host = urllib.parse.urlsplit(index.url).hostname or ""
+            urls += [f"https://{h}/" for h in FILE_HOSTS.get(host, ())]
+        return allow_list(urls)
+
     async def _run(
         self,
         stage: StageId,
@@ -109,9 +128,10 @@ class Pipeline:
             await trio.to_thread.run_sync(availability.ensure_available)
             self._sandbox_checked = True
         policy = POLICIES[kind]
-        env, extra_paths = tls_env(with_proxy=True) if policy.network else ({}, ())
-        if policy.network:
+        env, extra_paths = tls_env(with_proxy=False) if kind is StageKind.FETCH else ({}, ())
+        if kind is StageKind.FETCH:
             env |= {"UV_CACHE_DIR": "/tmp/uv-cache", "UV_NO_PROGRESS": "1"}
+            env["UV_CONCURRENT_DOWNLOADS"] = str(FETCH_CONNECTIONS)
         if extra_paths:
             policy = with_paths(policy, extra_paths)
         out = self.work / uuid.uuid4().hex
@@ -157,20 +177,38 @@ class Pipeline:
             text = f"attempt {number} failed ({exc.diagnostics()}); retrying in {delay:.1f}s"
             self.sink.emit(StageEvent("log", stage.kind, stage.package, text))
 
+        egress = ProxyLog()
         try:
-            value = await with_retries(attempt, on_retry=retrying)
+            if kind is StageKind.FETCH:
+                async with proxied(self.egress_allowed(), egress) as proxy_dir:
+                    inputs = {**(inputs or {}), "proxy": proxy_dir}
+                    params = {**params, "proxy": "{in:proxy}/proxy.sock"}
+                    value = await with_retries(attempt, on_retry=retrying)
+            else:
+                value = await with_retries(attempt, on_retry=retrying)
             intake(out, rules)
         except BaseException as exc:
+            failure = exc
+            if egress.refused and isinstance(exc, StageFailed):
+                # Say why the stage could not reach what it asked for.
+                failure = StageFailed(
+                    f"{exc.args[0]}\nthe egress proxy refused: {egress.refused[0]} (a fetch "
+                    "stage may reach only the configured indexes and their known file hosts)",
+                    code=exc.code,
+                    details=exc.details,
+                )
             self.sink.emit(
                 StageEvent(
                     "fail",
                     stage.kind,
                     stage.package,
-                    _short(exc),
+                    _short(failure),
                     elapsed=time.monotonic() - started,
                 )
             )
             shutil.rmtree(out, ignore_errors=True)
+            if failure is not exc:
+                raise failure from None
             raise
         self.sink.emit(
             StageEvent("finish", stage.kind, stage.package, elapsed=time.monotonic() - started)

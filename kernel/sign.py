@@ -1,5 +1,5 @@
 """The sign stage as the kernel runs it: the sign runner in its sandbox, the OIDC token on a
-pipe, and the allow-listing proxy (``sign_proxy``) as its only way out.
+pipe, and the allow-listing egress proxy (``kernel/egress``) as its only way out.
 
 The allow list is derived at run time from the Sigstore signing configuration in use (its
 Fulcio, Rekor and timestamp-authority URLs), never hard-coded: ``--trust-config FILE`` names
@@ -10,25 +10,23 @@ URLs only; certificates and signatures are the runner's business.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import shutil
-import tempfile
 import time
 import uuid
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import trio
 
+from mochi_pybridge.kernel.egress import ProxyLog, Target, allow_list, proxied
 from mochi_pybridge.kernel.errors import PybridgeError, StageFailed
 from mochi_pybridge.kernel.events import EventSink, StageEvent
 from mochi_pybridge.kernel.lifecycle import StageId, run_stage, runner_argv
 from mochi_pybridge.kernel.pipeline import tls_env, with_paths
-from mochi_pybridge.kernel.sign_proxy import ProxyLog, allow_list, serve
 from mochi_pybridge.sandbox import availability
 from mochi_pybridge.sandbox.intake import IntakeRules, intake
 from mochi_pybridge.sandbox.policy import POLICIES, StageKind
@@ -73,21 +71,10 @@ def signing_urls(trust_config: bytes) -> list[str]:
     return urls
 
 
-@contextlib.asynccontextmanager
-async def _unwrapped() -> AsyncIterator[None]:
-    """The proxy's nursery wraps the stage's own failure in a group: hand that on alone."""
-    try:
-        yield
-    except BaseExceptionGroup as group:
-        if len(group.exceptions) == 1:
-            raise group.exceptions[0] from None
-        raise
-
-
 async def _stage(
     method: str,
     params: Mapping[str, Any],
-    allowed: frozenset[tuple[str, int]],
+    allowed: frozenset[Target],
     inputs: Mapping[str, Path],
     rules: IntakeRules,
     *,
@@ -103,16 +90,13 @@ async def _stage(
     policy = with_paths(POLICIES[StageKind.SIGN], extra_paths)
     out = work / uuid.uuid4().hex
     out.mkdir(parents=True)
-    # A short private directory: Unix socket paths are limited to 108 bytes.
-    proxy_dir = Path(tempfile.mkdtemp(prefix="mochi-sign-"))
     log = ProxyLog()
     subject = ", ".join(Path(f).name for f in params.get("files", [])) or "trust root"
     stage = StageId("sign", subject)
     started = time.monotonic()
     sink.emit(StageEvent("start", "sign", subject))
     try:
-        async with _unwrapped(), trio.open_nursery() as nursery:
-            await nursery.start(serve, proxy_dir / "proxy.sock", allowed, log)
+        async with proxied(allowed, log) as proxy_dir:
             value = await run_stage(
                 stage,
                 policy,
@@ -125,7 +109,6 @@ async def _stage(
                 env=env,
                 extra_fds=extra_fds,
             )
-            nursery.cancel_scope.cancel()
         intake(out, rules)
     except BaseException as exc:
         message = exc.diagnostics() if isinstance(exc, PybridgeError) else str(exc)
@@ -141,7 +124,6 @@ async def _stage(
         shutil.rmtree(out, ignore_errors=True)
         raise
     finally:
-        shutil.rmtree(proxy_dir, ignore_errors=True)
         for line in log.refused:
             sink.emit(StageEvent("log", "sign", subject, f"proxy refused: {line}"))
     sink.emit(StageEvent("finish", "sign", subject, elapsed=time.monotonic() - started))
@@ -179,8 +161,12 @@ async def sign_distributions(
     PyPA publish action upload)."""
     if len(token.encode()) > MAX_TOKEN:
         raise SigningError("the identity token is larger than 16 KiB")
+    urls = signing_urls(trust_config)
+    plain = [url for url in urls if not url.startswith("https://")]
+    if plain:
+        raise SigningError(f"signing service URLs must be https://, not {plain[0]!r}")
     try:
-        allowed = allow_list(signing_urls(trust_config))
+        allowed = allow_list(urls)
     except ValueError as exc:
         raise SigningError(str(exc)) from None
     staging = work / uuid.uuid4().hex

@@ -40,6 +40,7 @@ import blake3
 from mochi_pybridge.protocol import Request
 from mochi_pybridge.runners.base import RunnerFailure, serve_one
 from mochi_pybridge.runners.channel import RunnerChannel
+from mochi_pybridge.runners.relay import use_proxy
 
 MAX_PAGE = 64 * 1024 * 1024
 MAX_WHEEL = 2 * 1024 * 1024 * 1024
@@ -211,8 +212,15 @@ def _pip_resolve(params: Mapping[str, Any], requirements: Path, tmp: Path) -> li
     return packages
 
 
+def _network(params: Mapping[str, Any]) -> None:
+    """Reach the indexes through the kernel's egress proxy (the stage has no route of its own)."""
+    if params.get("proxy"):
+        use_proxy(str(params["proxy"]))
+
+
 def resolve(request: Request, channel: RunnerChannel) -> Mapping[str, Any]:
     params = request.params
+    _network(params)
     out = Path(params["out"])
     tmp = Path(os.environ.get("TMPDIR", "/tmp"))
     requirements = tmp / "requirements.in"
@@ -350,6 +358,8 @@ Report = Callable[[str, int, "int | None"], None]
 
 
 def download(request: Request, channel: RunnerChannel) -> Mapping[str, Any]:
+    _network(request.params)
+
     def report(message: str, done: int, total: int | None) -> None:
         channel.progress(request.id, message, done, total)
 
@@ -366,6 +376,7 @@ def download_many(request: Request, channel: RunnerChannel) -> Mapping[str, Any]
     if len(set(filenames)) != len(filenames):
         raise RunnerFailure("failed", "the same wheel twice in one batch")
     socket.getaddrinfo = _cached_getaddrinfo  # this process only: a runner serves one stage
+    _network(request.params)
     lock = threading.Lock()  # the channel is not thread-safe
 
     def report(message: str, done: int, total: int | None) -> None:

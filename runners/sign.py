@@ -22,10 +22,7 @@ then allows only the TUF repository) and writes it to ``out/trust_config.json``.
 
 from __future__ import annotations
 
-import contextlib
 import os
-import socket
-import threading
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -33,57 +30,10 @@ from typing import Any
 from mochi_pybridge.protocol import Request
 from mochi_pybridge.runners.base import RunnerFailure, serve_one
 from mochi_pybridge.runners.channel import RunnerChannel
+from mochi_pybridge.runners.relay import use_proxy
 
 MAX_TOKEN = 16 * 1024
 MAX_TRUST_CONFIG = 1024 * 1024
-_BUFFER = 64 * 1024
-
-
-def _pump(source: socket.socket, sink: socket.socket) -> None:
-    with contextlib.suppress(OSError):
-        while chunk := source.recv(_BUFFER):
-            sink.sendall(chunk)
-    with contextlib.suppress(OSError):
-        sink.shutdown(socket.SHUT_WR)
-
-
-def _relay_one(client: socket.socket, proxy: str) -> None:
-    with client, socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as upstream:
-        try:
-            upstream.connect(proxy)
-        except OSError:
-            return
-        back = threading.Thread(target=_pump, args=(upstream, client), daemon=True)
-        back.start()
-        _pump(client, upstream)
-        back.join()
-
-
-def start_relay(proxy: str) -> int:
-    """Listen on a loopback port of this sandbox; relay each connection to the proxy socket."""
-    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    listener.bind(("127.0.0.1", 0))
-    listener.listen(16)
-
-    def accept_loop() -> None:
-        while True:
-            client, _ = listener.accept()
-            threading.Thread(target=_relay_one, args=(client, proxy), daemon=True).start()
-
-    threading.Thread(target=accept_loop, daemon=True).start()
-    port: int = listener.getsockname()[1]
-    return port
-
-
-def _use_proxy(proxy: str) -> None:
-    url = f"http://127.0.0.1:{start_relay(proxy)}"
-    for name in ("NO_PROXY", "no_proxy", "ALL_PROXY", "all_proxy"):
-        os.environ.pop(name, None)
-    for name in ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy"):
-        os.environ[name] = url
-    # requests ships its own CA bundle; a private CA configured for the kernel applies here too.
-    if os.environ.get("SSL_CERT_FILE"):
-        os.environ["REQUESTS_CA_BUNDLE"] = os.environ["SSL_CERT_FILE"]
 
 
 def _read_token(fd: int) -> str:
@@ -100,7 +50,7 @@ def _read_token(fd: int) -> str:
 def sign(request: Request, channel: RunnerChannel) -> Mapping[str, Any]:
     params = request.params
     token = _read_token(int(params["token_fd"]))
-    _use_proxy(str(params["proxy"]))
+    use_proxy(str(params["proxy"]))
     from pypi_attestations import Attestation, AttestationError, Distribution
     from sigstore.models import ClientTrustConfig
     from sigstore.oidc import IdentityError, IdentityToken
@@ -142,7 +92,7 @@ def sign(request: Request, channel: RunnerChannel) -> Mapping[str, Any]:
 
 
 def trust(request: Request, channel: RunnerChannel) -> Mapping[str, Any]:
-    _use_proxy(str(request.params["proxy"]))
+    use_proxy(str(request.params["proxy"]))
     from sigstore.models import ClientTrustConfig
 
     channel.progress(request.id, "refreshing the Sigstore trust root (TUF)")

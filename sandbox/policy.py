@@ -80,12 +80,13 @@ POLICIES: Mapping[StageKind, StagePolicy] = MappingProxyType(
     {
         StageKind.FETCH: StagePolicy(
             kind=StageKind.FETCH,
-            network=True,
-            # No AF_UNIX: with the host network shared, abstract sockets of the host would be
-            # reachable (bubblewrap #504). socketpair() stays available.
-            socket_families=frozenset({"inet", "inet6"}),
+            # No route of its own: the indexes are reached through the kernel's allow-listing
+            # egress proxy (a Unix socket), relayed from a loopback port inside the sandbox.
+            network=False,
+            socket_families=frozenset({"unix", "inet"}),
             system_paths=_NETWORK_FILES,
-            limits=ResourceLimits(wall_clock_seconds=900.0, file_size=2 * GiB),
+            # Threads count: uv's pool plus two relay threads per open connection.
+            limits=ResourceLimits(wall_clock_seconds=900.0, file_size=2 * GiB, processes=256),
         ),
         StageKind.STUBGEN: StagePolicy(
             kind=StageKind.STUBGEN,

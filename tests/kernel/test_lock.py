@@ -7,6 +7,7 @@ downloads over HTTP, real hashing. Nothing is mocked.
 from __future__ import annotations
 
 import random
+import re
 import signal
 import subprocess
 import sys
@@ -367,7 +368,9 @@ def test_sigint_stops_lock_and_leaves_no_process(
     proc.send_signal(signal.SIGINT)
     # A lock that ignored SIGINT would hang here: communicate's timeout fails the test.
     _, err = proc.communicate(timeout=15)
-    assert proc.returncode in (0, 130), err
+    # 130, or death by SIGINT (-2 here), which a shell reports as 130 too: Python ends that way
+    # when the interrupt lands on its way out, after our handler has printed "interrupted".
+    assert proc.returncode in (0, 130, -signal.SIGINT), err
     children = subprocess.run(
         ["pgrep", "-f", str(cache)], capture_output=True, text=True, check=False
     ).stdout
@@ -419,4 +422,23 @@ def test_a_truncated_wheel_whose_hash_matches_fails_clearly(
     assert done.returncode == 1, done.stderr
     assert "beta-1.0-py3-none-any.whl is not a readable wheel" in done.stderr
     assert "Traceback" not in done.stderr
+    assert not (project / "mochi.lock").exists()
+
+
+def test_a_file_url_on_another_host_is_refused_by_the_egress_proxy(
+    tmp_path: Path, index: tuple[str, IndexState], cache: Path
+) -> None:
+    # The index links its files to another origin (the same server under the name localhost):
+    # the fetch stage may reach only the configured index, so nothing is fetched from there.
+    url, state = index
+    port = url.split(":")[2].split("/")[0]
+    state.file_origin = f"http://localhost:{port}"
+    project = tmp_path / "proj"
+    write_project(project, url, 'beta = "==1.0"')
+    done = cli(project, cache, "lock")
+    assert done.returncode != 0, done.stderr
+    assert re.search(
+        f"egress proxy refused: (GET|HEAD) http://localhost:{port}/files/", done.stderr
+    )
+    assert not any(r.startswith("/files/") for r in state.requests)
     assert not (project / "mochi.lock").exists()

@@ -1,25 +1,18 @@
 """Signing (SPEC §8): the real sign runner (sigstore-python + pypi-attestations) in its sandbox,
 behind the kernel's allow-listing proxy, against the local Sigstore test backend; the
-attestations it makes are uploaded and verified; and the proxy refuses what is not on its list,
-also when a hostile process in the sign sandbox asks for it."""
+attestations it makes are uploaded and verified. The proxy itself: tests/kernel/test_egress.py."""
 
 from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import trio
 
-from mochi_pybridge.kernel.sign_proxy import ProxyLog, allow_list, parse_connect, serve
-from mochi_pybridge.sandbox.policy import StageKind
-
-from ..sandbox.canary import all_blocked, import_canary
 from ..support.sigstore import Backend, github_token, sigstore_backend
 from .test_publish import NO_OIDC, Flaky, cli, publish_project
 
@@ -197,94 +190,3 @@ def test_without_a_trust_config_the_production_root_comes_through_tuf_or_nothing
     assert done.returncode == 1
     assert "sign of trust root failed" in done.stderr or "signing failed" in done.stderr
     assert index.uploads == []
-
-
-# The proxy ----------------------------------------------------------------------------------
-
-
-def test_connect_heads_are_parsed_strictly() -> None:
-    assert parse_connect(b"CONNECT fulcio.sigstore.dev:443 HTTP/1.1\r\n\r\n") == (
-        "fulcio.sigstore.dev",
-        443,
-    )
-    assert parse_connect(b"CONNECT [::1]:8443 HTTP/1.1\r\n\r\n") == ("::1", 8443)
-    for head in (
-        b"GET http://fulcio.sigstore.dev/ HTTP/1.1\r\n\r\n",
-        b"CONNECT fulcio.sigstore.dev HTTP/1.1\r\n\r\n",
-        b"CONNECT fulcio.sigstore.dev:0 HTTP/1.1\r\n\r\n",
-        b"CONNECT fulcio.sigstore.dev:99999 HTTP/1.1\r\n\r\n",
-        b"CONNECT user@evil:443 HTTP/1.1\r\n\r\n",
-        b"CONNECT a b:443 HTTP/1.1\r\n\r\n",
-        b"CONNECT \xff:443 HTTP/1.1\r\n\r\n",
-    ):
-        assert parse_connect(head) is None, head
-    assert allow_list(["https://Rekor.example:8443/api", "https://fulcio.example"]) == {
-        ("rekor.example", 8443),
-        ("fulcio.example", 443),
-    }
-    with pytest.raises(ValueError, match="https"):
-        allow_list(["http://fulcio.example"])
-
-
-async def _echo(listener: trio.SocketListener) -> None:
-    async def handler(stream: trio.SocketStream) -> None:
-        async with stream:
-            while data := await stream.receive_some(1024):
-                await stream.send_all(data)
-
-    await trio.serve_listeners(handler, [listener])
-
-
-async def test_sign_sandbox_reaches_only_allowed_targets_through_the_proxy(
-    tmp_path: Path,
-) -> None:
-    forbidden = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    with forbidden:
-        forbidden.bind(("127.0.0.1", 0))
-        forbidden.listen()
-        forbidden.setblocking(False)
-        port = forbidden.getsockname()[1]
-        (allowed_listener,) = await trio.open_tcp_listeners(0, host="127.0.0.1")
-        allowed_port = allowed_listener.socket.getsockname()[1]
-        proxy_dir = tmp_path / "proxy"
-        proxy_dir.mkdir()
-        log = ProxyLog()
-        body = f"""
-        import socket
-        def direct():
-            socket.create_connection(("127.0.0.1", {port}), timeout=2).sendall(b"leak")
-        def via_proxy(head, payload=b""):
-            s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-            s.settimeout(5)
-            s.connect("/in/proxy/proxy.sock")
-            s.sendall(head)
-            answer = s.recv(1024)
-            if b" 200 " not in answer.split(b"\\r\\n")[0]:
-                raise PermissionError(1, answer.decode(errors="replace"))
-            s.sendall(payload)
-            return s.recv(1024)
-        attempt("direct-tcp", direct)
-        attempt("dns", lambda: socket.getaddrinfo("pypi.org", 443))
-        attempt("connect-forbidden", lambda: via_proxy(b"CONNECT 127.0.0.1:{port} HTTP/1.1\\r\\n\\r\\n", b"leak"))
-        attempt("connect-other-name", lambda: via_proxy(b"CONNECT localhost:{allowed_port} HTTP/1.1\\r\\n\\r\\n"))
-        attempt("plain-http", lambda: via_proxy(b"GET http://127.0.0.1:{allowed_port}/ HTTP/1.1\\r\\n\\r\\n"))
-        attempt("connect-allowed", lambda: via_proxy(b"CONNECT 127.0.0.1:{allowed_port} HTTP/1.1\\r\\n\\r\\n", b"ping"))
-        """
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(_echo, allowed_listener)
-            await nursery.start(
-                serve, proxy_dir / "proxy.sock", frozenset({("127.0.0.1", allowed_port)}), log
-            )
-            result = await import_canary(
-                tmp_path, body, kind=StageKind.SIGN, inputs={"proxy": proxy_dir}
-            )
-            nursery.cancel_scope.cancel()
-        all_blocked(
-            result.attempts,
-            ["direct-tcp", "dns", "connect-forbidden", "connect-other-name", "plain-http"],
-        )
-        assert result.attempts["connect-allowed"] == "allowed:b'ping'"
-        assert log.opened == [("127.0.0.1", allowed_port)]
-        assert len(log.refused) == 3
-        with pytest.raises(BlockingIOError):
-            forbidden.accept()

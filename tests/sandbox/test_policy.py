@@ -44,11 +44,12 @@ def test_render_argv_stubgen_golden() -> None:
     assert render_argv("bwrap", POLICIES[StageKind.STUBGEN], invocation) == STUBGEN_GOLDEN
 
 
-def test_render_argv_only_fetch_shares_the_network() -> None:
+def test_render_argv_no_stage_shares_the_network() -> None:
+    # Fetch and sign reach the outside only through the kernel's egress proxy.
     invocation = Invocation(argv=("true",), seccomp_fd=3)
-    for kind, policy in POLICIES.items():
+    for policy in POLICIES.values():
         argv = render_argv("bwrap", policy, invocation)
-        assert ("--share-net" in argv) == (kind is StageKind.FETCH)
+        assert "--share-net" not in argv
         assert "--unshare-all" in argv and "--clearenv" in argv
         assert "--die-with-parent" in argv and "--new-session" in argv
 
@@ -94,8 +95,9 @@ def test_stage_rules_socket_families_follow_the_policy() -> None:
             if r.syscall == "socket" and r.args[0].op == "eq"
         }
 
-    assert {2, 10} - denied_families(StageKind.FETCH) == {2, 10}
-    assert 1 in denied_families(StageKind.FETCH)  # no AF_UNIX with the host network shared
+    # Fetch: AF_UNIX for the proxy socket, AF_INET for the loopback relay; nothing else.
+    assert {1, 2} - denied_families(StageKind.FETCH) == {1, 2}
+    assert {10, 16, 17} <= denied_families(StageKind.FETCH)
     assert {2, 10, 16, 17} <= denied_families(StageKind.STUBGEN)
     assert 1 not in denied_families(StageKind.STUBGEN)
 

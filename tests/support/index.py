@@ -25,6 +25,9 @@ class IndexState:
     tamper: set[str] = field(default_factory=set)  # filenames whose bytes are altered
     requests: list[str] = field(default_factory=list)
     json_pages: bool = True  # False: a PEP 503-only index (HTML whatever the client accepts)
+    # An origin ("http://host:port") the pages link files to instead of their own (PEP 503
+    # allows absolute file URLs anywhere); the files are still served by this server.
+    file_origin: str = ""
 
     def project_of(self, filename: str) -> str:
         if filename.endswith(".whl"):
@@ -93,7 +96,7 @@ def _handler(state: IndexState) -> type[BaseHTTPRequestHandler]:
                 )
                 entry: dict[str, object] = {
                     "filename": path.name,
-                    "url": f"/files/{path.name}",
+                    "url": f"{state.file_origin}/files/{path.name}",
                     "hashes": {"sha256": sha},
                     "size": path.stat().st_size,
                 }
