@@ -8,6 +8,10 @@ name and opaque bytes), and absolute-form ``GET``/``HEAD http://host:port/…`` 
 (a plain-http index, e.g. a local one). Everything else is refused with 403 and recorded, so the
 kernel can report what was attempted.
 
+Behind a proxy named by the kernel's own environment (``HTTPS_PROXY``/``HTTP_PROXY``, honouring
+``NO_PROXY``, as pip and uv do), allowed traffic goes through it; the allow list is applied
+first either way.
+
 Invariants: one request per connection (forwarded requests get ``Connection: close``), its head
 at most ``MAX_HEAD`` bytes, read within ``HEAD_TIMEOUT``; the target must match the allow list
 exactly (hosts compared case-insensitively, ports as numbers, scheme by request kind). The
@@ -16,11 +20,13 @@ proxy resolves names itself, so the sandbox needs no resolver.
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import shutil
 import socket
 import tempfile
 import urllib.parse
+import urllib.request
 from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -73,9 +79,19 @@ def parse_connect(head: bytes) -> tuple[str, int] | None:
 _HOP_BY_HOP = (b"connection", b"proxy-connection", b"proxy-authorization", b"keep-alive")
 
 
-def parse_forward(head: bytes) -> tuple[Target, bytes] | None:
-    """For an absolute-form ``GET``/``HEAD http://…`` head: its target and the head to send to
-    the origin (origin-form, hop-by-hop headers dropped, ``Connection: close``); else None."""
+@dataclass(frozen=True)
+class Forward:
+    """A plain-http request to pass on: its target, and its head as sent to the origin
+    (origin-form) or to an upstream proxy (absolute-form); both without hop-by-hop headers and
+    with ``Connection: close``."""
+
+    target: Target
+    origin_head: bytes
+    proxy_head: bytes
+
+
+def parse_forward(head: bytes) -> Forward | None:
+    """An absolute-form ``GET``/``HEAD http://…`` head, or None for anything else."""
     line, _, rest = head.partition(b"\r\n")
     try:
         method, url, version = line.decode("ascii").split(" ")
@@ -95,10 +111,35 @@ def parse_forward(head: bytes) -> tuple[Target, bytes] | None:
         h for h in rest.split(b"\r\n\r\n", 1)[0].split(b"\r\n")
         if h and h.split(b":", 1)[0].strip().lower() not in _HOP_BY_HOP
     ]  # fmt: skip
-    origin = b"\r\n".join(
-        [f"{method} {path} {version}".encode(), *headers, b"Connection: close", b"", b""]
-    )
-    return ("http", parts.hostname.lower(), port), origin
+
+    def head_for(request_target: str) -> bytes:
+        first = f"{method} {request_target} {version}".encode()
+        return b"\r\n".join([first, *headers, b"Connection: close", b"", b""])
+
+    return Forward(("http", parts.hostname.lower(), port), head_for(path), head_for(url))
+
+
+def upstream_proxy(target: Target) -> tuple[str, int, bytes] | None:
+    """The proxy the kernel's own environment names for ``target`` (``HTTPS_PROXY``,
+    ``HTTP_PROXY``, ``NO_PROXY``, as for pip and uv): (host, port, Proxy-Authorization header
+    line or b""), or None to connect directly (always for loopback targets)."""
+    if target[1] in ("localhost", "::1") or target[1].startswith("127."):
+        return None  # an upstream proxy cannot reach this machine's loopback
+    proxies = urllib.request.getproxies_environment()
+    url = proxies.get(target[0])
+    bypass = urllib.request.proxy_bypass_environment  # type: ignore[attr-defined]
+    if not url or bypass(target[1], proxies):
+        return None
+    parts = urllib.parse.urlsplit(url if "://" in url else f"http://{url}")
+    if parts.scheme != "http" or not parts.hostname:
+        return None  # only plain-http proxies are spoken to; others are not used
+    auth = b""
+    if parts.username:
+        user = urllib.parse.unquote(parts.username)
+        password = urllib.parse.unquote(parts.password or "")
+        token = base64.b64encode(f"{user}:{password}".encode())
+        auth = b"Proxy-Authorization: Basic " + token + b"\r\n"
+    return parts.hostname, parts.port or 80, auth
 
 
 @dataclass
@@ -154,22 +195,38 @@ async def _handle(stream: trio.SocketStream, allowed: frozenset[Target], log: Pr
             return
         connect = parse_connect(head)
         forward = None if connect else parse_forward(head)
-        target: Target | None = ("https", *connect) if connect else forward[0] if forward else None
+        target: Target | None = (
+            ("https", *connect) if connect else forward.target if forward else None
+        )
         if target is None or target not in allowed:
             log.refused.append(head.split(b"\r\n", 1)[0][:200].decode("ascii", "replace"))
             await _answer(stream, b"403 Forbidden")
             return
+        via = upstream_proxy(target)
         try:
             with trio.fail_after(CONNECT_TIMEOUT):
-                upstream = await trio.open_tcp_stream(await log.resolve(target[1]), target[2])
-        except (OSError, trio.TooSlowError):
+                host, port = (via[0], via[1]) if via else (target[1], target[2])
+                upstream = await trio.open_tcp_stream(await log.resolve(host), port)
+                if via and forward is None:
+                    await _connect_through(upstream, target, via[2])
+        except (OSError, trio.TooSlowError, trio.BrokenResourceError):
             await _answer(stream, b"502 Bad Gateway")
             return
         log.opened.append(target)
         async with upstream:
             if forward is not None:
-                # One request, then the origin's answer until it closes (Connection: close).
-                await upstream.send_all(forward[1])
+                # One request, then the answer until the other side closes (Connection: close).
+                if via:
+                    request = (
+                        forward.proxy_head.replace(
+                            b"\r\n", b"\r\n" + via[2].rstrip(b"\r\n") + b"\r\n", 1
+                        )
+                        if via[2]
+                        else forward.proxy_head
+                    )
+                else:
+                    request = forward.origin_head
+                await upstream.send_all(request)
                 await _splice(upstream, stream)
                 return
             await stream.send_all(b"HTTP/1.1 200 Connection established\r\n\r\n")
@@ -179,6 +236,24 @@ async def _handle(stream: trio.SocketStream, allowed: frozenset[Target], log: Pr
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(_splice, stream, upstream)
                 nursery.start_soon(_splice, upstream, stream)
+
+
+async def _connect_through(upstream: trio.SocketStream, target: Target, auth: bytes) -> None:
+    """Open a tunnel to ``target`` through an upstream proxy; OSError if it says no."""
+    authority = f"{target[1]}:{target[2]}".encode()
+    await upstream.send_all(
+        b"CONNECT " + authority + b" HTTP/1.1\r\nHost: " + authority + b"\r\n" + auth + b"\r\n"
+    )
+    answer = b""
+    while b"\r\n\r\n" not in answer:
+        chunk = await upstream.receive_some(MAX_HEAD)
+        if not chunk or len(answer) > MAX_HEAD:
+            raise OSError("the upstream proxy closed the connection")
+        answer += chunk
+    first = answer.split(b"\r\n", 1)[0]
+    status = first.split(b" ")
+    if len(status) < 2 or status[1] != b"200":
+        raise OSError(f"the upstream proxy refused: {first[:200]!r}")
 
 
 async def _answer(stream: trio.SocketStream, status: bytes) -> None:

@@ -38,15 +38,17 @@ def test_connect_heads_are_parsed_strictly() -> None:
     }
     with pytest.raises(ValueError, match="https"):
         allow_list(["ftp://fulcio.example"])
-    target, origin = parse_forward(
+    forward = parse_forward(
         b"GET http://Index.example:8080/simple/a/?x=1 HTTP/1.1\r\nHost: index.example:8080\r\n"
         b"Proxy-Authorization: secret\r\nConnection: keep-alive\r\nAccept: */*\r\n\r\n"
-    ) or (None, b"")
-    assert target == ("http", "index.example", 8080)
-    assert origin == (
+    )
+    assert forward is not None
+    assert forward.target == ("http", "index.example", 8080)
+    assert forward.origin_head == (
         b"GET /simple/a/?x=1 HTTP/1.1\r\nHost: index.example:8080\r\nAccept: */*\r\n"
         b"Connection: close\r\n\r\n"
     )
+    assert forward.proxy_head.startswith(b"GET http://Index.example:8080/simple/a/?x=1 HTTP/1.1")
     for head in (
         b"POST http://index.example/ HTTP/1.1\r\n\r\n",
         b"GET https://index.example/ HTTP/1.1\r\n\r\n",
@@ -151,3 +153,66 @@ async def test_a_stage_reaches_only_allowed_targets_through_the_proxy(
         assert len(log.refused) == 5
         with pytest.raises(BlockingIOError):
             forbidden.accept()
+
+
+async def test_an_upstream_proxy_from_the_environment_carries_allowed_traffic(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Behind a corporate proxy (HTTPS_PROXY/HTTP_PROXY, as pip and uv read them), the egress
+    proxy still applies its allow list, then goes through that proxy, credentials included."""
+    (echo_listener,) = await trio.open_tcp_listeners(0, host="127.0.0.1")
+    echo_port = echo_listener.socket.getsockname()[1]
+    (upstream_listener,) = await trio.open_tcp_listeners(0, host="127.0.0.1")
+    upstream_port = upstream_listener.socket.getsockname()[1]
+    heads: list[bytes] = []
+
+    async def upstream(stream: trio.SocketStream) -> None:
+        async with stream:
+            head = b""
+            while b"\r\n\r\n" not in head and (chunk := await stream.receive_some(1024)):
+                head += chunk
+            heads.append(head)
+            if not head.startswith(b"CONNECT "):
+                await stream.send_all(b"HTTP/1.1 200 OK\r\nContent-Length: 8\r\n\r\nupstream")
+                return
+            async with await trio.open_tcp_stream("127.0.0.1", echo_port) as tunnel:
+                await stream.send_all(b"HTTP/1.1 200 Connection established\r\n\r\n")
+                data = await stream.receive_some(1024)
+                await tunnel.send_all(data)
+                await stream.send_all(await tunnel.receive_some(1024))
+
+    monkeypatch.setenv("HTTPS_PROXY", f"http://user:pa%20ss@127.0.0.1:{upstream_port}")
+    monkeypatch.setenv("HTTP_PROXY", f"http://127.0.0.1:{upstream_port}")
+    for name in ("NO_PROXY", "no_proxy", "https_proxy", "http_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    allowed = frozenset({("https", "index.invalid", 443), ("http", "index.invalid", 80)})
+    log = ProxyLog()
+
+    async def ask(request: bytes, payload: bytes = b"") -> bytes:
+        stream = await trio.open_unix_socket(str(tmp_path / "proxy.sock"))
+        async with stream:
+            await stream.send_all(request)
+            answer = await stream.receive_some(1024)
+            if payload:
+                await stream.send_all(payload)
+                answer += b"|" + await stream.receive_some(1024)
+            return answer
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(_echo, echo_listener)
+        nursery.start_soon(trio.serve_listeners, upstream, [upstream_listener])
+        await nursery.start(serve, tmp_path / "proxy.sock", allowed, log)
+        tunnel = await ask(b"CONNECT index.invalid:443 HTTP/1.1\r\n\r\n", b"ping")
+        plain = await ask(
+            b"GET http://index.invalid/simple/ HTTP/1.1\r\nHost: index.invalid\r\n\r\n"
+        )
+        refused = await ask(b"CONNECT other.invalid:443 HTTP/1.1\r\n\r\n")
+        nursery.cancel_scope.cancel()
+    assert tunnel.endswith(b"|ping")
+    assert plain.endswith(b"upstream")
+    assert refused.startswith(b"HTTP/1.1 403")
+    assert len(heads) == 2  # the refused target never reached the upstream proxy
+    assert heads[0].startswith(b"CONNECT index.invalid:443 HTTP/1.1\r\n")
+    assert b"Proxy-Authorization: Basic dXNlcjpwYSBzcw==\r\n" in heads[0]  # user:pa ss
+    assert heads[1].startswith(b"GET http://index.invalid/simple/ HTTP/1.1\r\n")
+    assert b"Connection: close" in heads[1]
