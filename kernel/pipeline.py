@@ -54,17 +54,9 @@ FETCH_CONNECTIONS = 16
 RESOLVE_VERSION = 1
 FETCH_VERSION = 1
 VERIFY_VERSION = 1
-# The first two are TLS only; the rest are the host's proxy settings (fetch stage only).
-_TLS_VARS = (
-    "SSL_CERT_FILE",
-    "SSL_CERT_DIR",
-    "HTTPS_PROXY",
-    "HTTP_PROXY",
-    "NO_PROXY",
-    "https_proxy",
-    "http_proxy",
-    "no_proxy",
-)
+# How a TLS client finds its trust roots. The host's proxy settings are not passed on: stages
+# reach the network through the kernel's egress proxy, which honours them itself.
+_TLS_VARS = ("SSL_CERT_FILE", "SSL_CERT_DIR")
 
 
 @dataclass(frozen=True)
@@ -128,7 +120,7 @@ class Pipeline:
             await trio.to_thread.run_sync(availability.ensure_available)
             self._sandbox_checked = True
         policy = POLICIES[kind]
-        env, extra_paths = tls_env(with_proxy=False) if kind is StageKind.FETCH else ({}, ())
+        env, extra_paths = tls_env() if kind is StageKind.FETCH else ({}, ())
         if kind is StageKind.FETCH:
             env |= {"UV_CACHE_DIR": "/tmp/uv-cache", "UV_NO_PROGRESS": "1"}
             env["UV_CONCURRENT_DOWNLOADS"] = str(FETCH_CONNECTIONS)
@@ -677,13 +669,12 @@ def module_name(name: str, top_level: Sequence[str]) -> str | None:
     return candidates[0] if candidates else None
 
 
-def tls_env(*, with_proxy: bool) -> tuple[dict[str, str], tuple[str, ...]]:
-    """The TLS (and, for the fetch stage, proxy) settings a networked stage needs, its
-    environment being cleared otherwise, and the files to bind for them (a private CA bundle
-    outside /etc/ssl)."""
+def tls_env() -> tuple[dict[str, str], tuple[str, ...]]:
+    """The TLS settings a stage that talks to the network needs, its environment being
+    cleared otherwise, and the files to bind for them (a private CA bundle outside /etc/ssl)."""
     env: dict[str, str] = {}
     extra_paths: list[str] = []
-    for name in _TLS_VARS if with_proxy else _TLS_VARS[:2]:
+    for name in _TLS_VARS:
         value = os.environ.get(name)
         if value:
             env[name] = value

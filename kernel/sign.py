@@ -86,7 +86,7 @@ async def _stage(
     """One sign-runner stage with the proxy serving ``allowed`` for exactly its lifetime."""
     if not unsafe_no_sandbox:
         await trio.to_thread.run_sync(availability.ensure_available)
-    env, extra_paths = tls_env(with_proxy=False)
+    env, extra_paths = tls_env()
     policy = with_paths(POLICIES[StageKind.SIGN], extra_paths)
     out = work / uuid.uuid4().hex
     out.mkdir(parents=True)
