@@ -141,6 +141,9 @@ class Bindings:
         self.deferred: list[tuple[ResolvedPackage, WrapperFiles, str, bytes]] = []
         # Imports whose wrapper awaits synthesize_deferred().
         self.pending: list[_SynthesisJob] = []
+        # What prelookup_typeshed found: types-NAME → the stubs distribution, or None if the
+        # index has none. Names not in here are looked up one by one.
+        self.typeshed: dict[str, ResolvedPackage | None] = {}
 
     # -- sites -----------------------------------------------------------------------------
 
@@ -333,31 +336,107 @@ class Bindings:
         self, pkg: ResolvedPackage, module: str
     ) -> tuple[str, str | None, Path, str] | None:
         requirement = f"types-{pkg.name}"
-        absent_key = cache_key(
-            stage="typeshed-absent",
-            requirement=requirement,
-            indexes=[i.url for i in self.p.manifest.indexes],
-        )
+        absent_key, _ = self._typeshed_keys(requirement)
         if self.p.store.get_result(absent_key) is not None:
             self.p.stats.cache_hits += 1
             return None
-        try:
-            found = await self.p.resolve(requirements=[requirement], label=requirement)
-        except StageFailed:
-            # No such distribution on the index (remembered: `update` clears nothing, but a
-            # new version of the package changes nothing here either).
-            self.p.store.put_result(absent_key, {"absent": True}, [])
-            return None
-        assert found is not None
-        stub_pkg = next((r for r in found if r.name == requirement), None)
-        if stub_pkg is None:
-            return None
+        stub_pkg: ResolvedPackage | None
+        if requirement in self.typeshed:
+            stub_pkg = self.typeshed[requirement]
+            if stub_pkg is None:
+                self.p.store.put_result(absent_key, {"absent": True}, [])
+                return None
+        else:
+            try:
+                found = await self.p.resolve(requirements=[requirement], label=requirement)
+            except StageFailed:
+                # No such distribution on the index (remembered: `update` clears nothing, but
+                # a new version of the package changes nothing here either).
+                self.p.store.put_result(absent_key, {"absent": True}, [])
+                return None
+            assert found is not None
+            stub_pkg = next((r for r in found if r.name == requirement), None)
+            if stub_pkg is None:
+                return None
+            self._remember_typeshed(stub_pkg)
         stub_record = await self.p.fetch(stub_pkg)
         assert stub_record is not None
         site = await self.unpack(stub_pkg.name, stub_record)
         if not (site / f"{module}-stubs").is_dir():
             return None
         return "typeshed", f"{stub_pkg.name} {stub_pkg.version}", site, "-stubs"
+
+    def _typeshed_keys(self, requirement: str) -> tuple[str, str]:
+        """(cache key of "the index has no such distribution", cache key of what was found)."""
+        indexes = [i.url for i in self.p.manifest.indexes]
+        absent = cache_key(stage="typeshed-absent", requirement=requirement, indexes=indexes)
+        found = cache_key(
+            stage="typeshed-found",
+            v=1,
+            requirement=requirement,
+            indexes=indexes,
+            python=self.p._python,
+            tags=self.p._tags[:3],
+        )
+        return absent, found
+
+    def _remember_typeshed(self, stub: ResolvedPackage) -> None:
+        wheel = dict(stub.wheels[0]) if stub.wheels else {}
+        record = {"version": stub.version, "wheel": wheel}
+        self.p.store.put_result(self._typeshed_keys(stub.name)[1], record, [])
+
+    async def prelookup_typeshed(self, names: Sequence[str]) -> None:
+        """Ask the index once for every ``types-NAME`` the stub ladder may reach (instead of one
+        uv resolution each), then download and unpack what exists in batches. What is known
+        from earlier locks is not asked again; if the lookup stage fails, ``_typeshed`` looks
+        each up on its own."""
+        from mochi_pybridge.kernel.pipeline import ResolvedPackage
+
+        unknown = []
+        for requirement in sorted({f"types-{name}" for name in names}):
+            absent_key, found_key = self._typeshed_keys(requirement)
+            known = self.p.store.get_result(found_key)
+            if self.p.store.get_result(absent_key) is not None:
+                self.typeshed[requirement] = None
+            elif known is not None:
+                self.typeshed[requirement] = ResolvedPackage(
+                    requirement, known["version"], "", (known["wheel"],)
+                )
+            else:
+                unknown.append(requirement)
+        if not unknown:
+            return
+        params = {
+            "names": unknown,
+            "indexes": [i.url for i in self.p.manifest.indexes],
+            "python_version": self.p._python,
+            "tags": self.p._tags,
+        }
+        try:
+            value, out = await self.p._run(
+                StageId("fetch", f"{len(unknown)} stub lookups"),
+                StageKind.FETCH,
+                "latest_many",
+                params,
+                IntakeRules(suffixes=frozenset(), max_files=0),
+            )
+        except StageFailed:
+            return
+        shutil.rmtree(out, ignore_errors=True)
+        found = []
+        for item in value["results"]:
+            if item["name"] not in unknown:
+                continue
+            if item.get("absent"):
+                self.typeshed[item["name"]] = None
+                continue
+            wheel = {"url": item["url"], "sha256": item["sha256"], "size": item.get("size")}
+            stub = ResolvedPackage(item["name"], item["version"], "", (wheel,))
+            self.typeshed[stub.name] = stub
+            self._remember_typeshed(stub)
+            found.append(stub)
+        await self.p.prefetch(found)
+        await self.p._preunpack(self, found)
 
     async def _stubgen(
         self,

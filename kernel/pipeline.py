@@ -508,6 +508,7 @@ class Pipeline:
         bindings = Bindings(self)
         await self.prefetch(resolved)
         await self._preunpack(bindings, resolved)
+        await bindings.prelookup_typeshed(self._untyped_direct(bindings, resolved))
         by_name = {p.name: p for p in resolved}
         direct = {d.name for d in self.manifest.dependencies}
         records: dict[str, Mapping[str, Any]] = {}
@@ -548,6 +549,24 @@ class Pipeline:
         self.wrappers = [w for b in bound.values() for w in b.wrappers]
         self._check_alias_clashes()
         return self._lock_data(resolved, records, bound, caps)
+
+    def _untyped_direct(self, bindings: Any, resolved: Sequence[ResolvedPackage]) -> list[str]:
+        """Direct dependencies the stub ladder will take past the inline tier (no complete
+        ``py.typed``, no ``-stubs`` distribution locked), judged from the unpacked sites."""
+        direct = {d.name for d in self.manifest.dependencies}
+        names = {p.name for p in resolved}
+        untyped = []
+        for pkg in resolved:
+            if pkg.name not in direct or _is_stub_only(pkg.name) or f"{pkg.name}-stubs" in names:
+                continue
+            record = self.store.get_result(self._fetch_key(pkg, self.choose_wheel(pkg)))
+            if record is None:
+                continue  # not fetched in a batch: its own ladder will look it up
+            module = module_name(pkg.name, record["metadata"]["top_level"]) or pkg.name
+            marker = bindings.site_path(record["blake3"]) / module / "py.typed"
+            if not marker.is_file() or "partial" in marker.read_text(errors="replace")[:4096]:
+                untyped.append(pkg.name)
+        return untyped
 
     async def _preunpack(self, bindings: Any, resolved: Sequence[ResolvedPackage]) -> None:
         """Batch-unpack what the prefetch stored; anything else is done per package later."""

@@ -90,7 +90,9 @@ def _open(url: str, accept: str = "*/*") -> Any:
         return urllib.request.urlopen(request, timeout=TIMEOUT, context=_ssl_context())  # noqa: S310
     except urllib.error.HTTPError as exc:
         code = "transient" if exc.code >= 500 or exc.code == 429 else "failed"
-        raise RunnerFailure(code, f"{url}: HTTP {exc.code} {exc.reason}") from None
+        raise RunnerFailure(
+            code, f"{url}: HTTP {exc.code} {exc.reason}", {"status": exc.code}
+        ) from None
     except (urllib.error.URLError, TimeoutError, ConnectionError) as exc:
         raise RunnerFailure("transient", f"{url}: {getattr(exc, 'reason', exc)}") from None
 
@@ -317,6 +319,63 @@ def _project_files(index_url: str, name: str) -> tuple[str, list[dict[str, Any]]
     return final_url, parser.files
 
 
+def latest_many(request: Request, channel: RunnerChannel) -> Mapping[str, Any]:
+    """For each project name, the newest wheel that installs here: on the first index that
+    has the project (uv's default), not yanked, not a pre-release, Requires-Python allowing
+    ``python_version``, tags among ``tags``. What the stub ladder's typeshed tier asks for
+    (stub-only distributions need no dependency resolution). A project no index has is
+    answered as absent."""
+    from packaging.specifiers import InvalidSpecifier, SpecifierSet
+    from packaging.utils import InvalidWheelFilename, parse_wheel_filename
+    from packaging.version import Version
+
+    params = request.params
+    _network(params)
+    python = Version(str(params["python_version"]))
+    tags = set(params["tags"])
+    results = []
+    for name in params["names"]:
+        channel.progress(request.id, f"looking up {name}")
+        best: tuple[Any, Mapping[str, Any], str] | None = None
+        for index in params["indexes"]:
+            try:
+                page_url, files = _project_files(index, str(name))
+            except RunnerFailure as exc:
+                if exc.details.get("status") == 404:
+                    continue
+                raise
+            for entry in files:
+                filename = str(entry.get("filename", ""))
+                if not filename.endswith(".whl") or entry.get("yanked"):
+                    continue
+                try:
+                    _, version, _, wheel_tags = parse_wheel_filename(filename)
+                    allowed = SpecifierSet(str(entry.get("requires-python") or ""))
+                except (InvalidWheelFilename, InvalidSpecifier):
+                    continue
+                if version.is_prerelease or python not in allowed:
+                    continue
+                if not any(str(t) in tags for t in wheel_tags):
+                    continue
+                if best is None or version > best[0]:
+                    best = (version, entry, page_url)
+            break  # the first index that has the project decides
+        if best is None:
+            results.append({"name": name, "absent": True})
+            continue
+        newest, chosen, page_url = best
+        results.append(
+            {
+                "name": name,
+                "version": str(newest),
+                "url": urllib.parse.urljoin(page_url, str(chosen["url"])),
+                "sha256": (chosen.get("hashes") or {}).get("sha256", ""),
+                "size": chosen.get("size"),
+            }
+        )
+    return {"results": results}
+
+
 def _wheel_metadata(path: Path) -> dict[str, Any]:
     """Core metadata and top-level import names, read without extracting anything."""
     try:
@@ -450,7 +509,14 @@ def _download_one(params: Mapping[str, Any], out: Path, report: Report) -> Mappi
 
 
 def main() -> int:
-    return serve_one({"resolve": resolve, "download": download, "download_many": download_many})
+    return serve_one(
+        {
+            "latest_many": latest_many,
+            "resolve": resolve,
+            "download": download,
+            "download_many": download_many,
+        }
+    )
 
 
 if __name__ == "__main__":
