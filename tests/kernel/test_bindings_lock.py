@@ -245,3 +245,33 @@ def test_stubs_command_shows_the_tier_and_files(
     assert done.returncode == 0, done.stderr
     assert done.stdout.splitlines()[0] == "typedpkg: tier inline (from typedpkg 1.0)"
     assert done.stdout.splitlines()[1].endswith("typedpkg/__init__.py")
+
+
+def test_typeshed_tier_takes_the_newest_stubs_that_install_here(tmp_path: Path) -> None:
+    """The batched typeshed lookup skips yanked, pre-release and Requires-Python-excluded
+    stubs, as uv would; the lock names the stubs it used."""
+    files = tmp_path / "files"
+    files.mkdir()
+    build_wheel(files, "untypedpkg", "1.0", files=UNTYPED)
+    build_wheel(files, "otheruntyped", "1.0",
+                files={"otheruntyped/__init__.py": "def f(x):\n    return x\n"})  # fmt: skip
+    stubs = {"untypedpkg-stubs/__init__.pyi": "def double(x: int) -> int: ...\n"}
+    for version in ("1.0", "1.2", "1.5", "2.0", "3.0rc1"):
+        build_wheel(files, "types-untypedpkg", version, files=stubs)
+    with serve_index(files) as (url, state):
+        state.yanked["types_untypedpkg-2.0-py3-none-any.whl"] = "broken"
+        state.requires_python["types_untypedpkg-1.5-py3-none-any.whl"] = ">=3.99"
+        project = tmp_path / "proj"
+        write_project(project, url, 'untypedpkg = "*"\notheruntyped = "*"',
+                      'import python "untypedpkg" as u\n')  # fmt: skip
+        done = cli(project, tmp_path / "cache", "lock")
+        assert done.returncode == 0, done.stderr
+        assert "2 stub lookups" in done.stderr  # one stage for both untyped packages
+    lock = parse_lock((project / "mochi.lock").read_text(), project / "mochi.lock")
+    pkg = next(p for p in lock.packages if p.name == "untypedpkg")
+    stub = (pkg.extra["stub-provenance"], pkg.extra["stub-source"])
+    assert stub == ("typeshed", "types-untypedpkg 1.2")
+    other = next(p for p in lock.packages if p.name == "otheruntyped")
+    assert other.extra["stub-provenance"] == "stubgen"  # no types-otheruntyped on the index
+    shim = (project / "python_wrap" / "u" / "untypedpkg_shim.mochi").read_text()
+    assert "double(x: int): int" in shim

@@ -21,6 +21,7 @@ from packaging.utils import canonicalize_name, parse_sdist_filename, parse_wheel
 class IndexState:
     root: Path
     yanked: dict[str, str] = field(default_factory=dict)  # filename -> reason
+    requires_python: dict[str, str] = field(default_factory=dict)  # filename -> specifier
     advertise: dict[str, str] = field(default_factory=dict)  # filename -> sha256 to claim
     tamper: set[str] = field(default_factory=set)  # filenames whose bytes are altered
     requests: list[str] = field(default_factory=list)
@@ -102,6 +103,8 @@ def _handler(state: IndexState) -> type[BaseHTTPRequestHandler]:
                 }
                 if path.name in state.yanked:
                     entry["yanked"] = state.yanked[path.name]
+                if path.name in state.requires_python:
+                    entry["requires-python"] = state.requires_python[path.name]
                 prov = path.with_name(path.name + ".provenance")
                 if prov.is_file():
                     entry["provenance"] = f"/files/{prov.name}"
@@ -118,6 +121,8 @@ def _handler(state: IndexState) -> type[BaseHTTPRequestHandler]:
                 attrs = f' href="{e["url"]}#sha256={e["hashes"]["sha256"]}"'  # type: ignore[index]
                 if "yanked" in e:
                     attrs += f' data-yanked="{html.escape(str(e["yanked"]))}"'
+                if "requires-python" in e:
+                    attrs += f' data-requires-python="{html.escape(str(e["requires-python"]))}"'
                 if "provenance" in e:
                     attrs += f' data-provenance="{e["provenance"]}"'
                 links.append(f"<a{attrs}>{e['filename']}</a><br/>")
