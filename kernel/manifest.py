@@ -55,6 +55,9 @@ class Dependency:
 @dataclass(frozen=True, slots=True)
 class Index:
     url: str
+    # Other hosts ("host" or "host:port") this index serves its files from: the fetch stage's
+    # egress proxy allows them too (PyPI's own file host is known without this).
+    file_hosts: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -109,6 +112,7 @@ _PYTHON = {
     "requires-python", "indexes", "stubgen", "strict-return-types", "int-mode", "async-mode",
     "require-attestations", "allow-partial", "free-threaded", "capabilities", "publish",
 }  # fmt: skip
+_HOST_PORT = re.compile(r"[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?(:[0-9]{1,5})?")
 _CHOICES = {"int-mode": ("int64", "bigint"), "async-mode": ("per-call", "persistent")}
 _BOOLS = ("strict-return-types", "require-attestations", "allow-partial", "free-threaded")
 
@@ -195,7 +199,21 @@ def _python_table(reader: _Reader, table: Mapping[str, Any]) -> dict[str, Any]:
         url = entry.get("url") if isinstance(entry, dict) else None
         if not isinstance(url, str) or not re.match(r"^(https?|file)://", url):
             raise reader.error("each index needs an http(s):// or file:// url", "indexes", "python")
-        parsed.append(Index(url if url.endswith("/") else url + "/"))
+        if set(entry) - {"url", "file-hosts"}:
+            raise reader.error(
+                f"unknown key(s) {sorted(set(entry) - {'url', 'file-hosts'})} in an index "
+                "(expected url and optionally file-hosts)",
+                "indexes",
+                "python",
+            )
+        hosts = entry.get("file-hosts", [])
+        if not isinstance(hosts, list) or not all(
+            isinstance(h, str) and _HOST_PORT.fullmatch(h) for h in hosts
+        ):
+            raise reader.error(
+                'file-hosts must be a list of "host" or "host:port" names', "indexes", "python"
+            )
+        parsed.append(Index(url if url.endswith("/") else url + "/", tuple(hosts)))
     out["indexes"] = tuple(parsed)
     stubgen = table.get("stubgen", {})
     if not isinstance(stubgen, dict) or set(stubgen) - {"fallback", "inspect-mode"}:

@@ -95,13 +95,18 @@ class Pipeline:
     # -- stages ----------------------------------------------------------------------------
 
     def egress_allowed(self) -> frozenset[Target]:
-        """Where fetch stages may connect: the configured indexes, plus the file host of an
-        index known to serve its files from another host (PyPI's). A wheel or metadata URL
-        anywhere else is refused, and the refusal is reported."""
-        urls = [index.url for index in self.manifest.indexes]
+        """Where fetch stages may connect: the configured indexes, the file host of an index
+        known to serve its files elsewhere (PyPI's), and each index's declared ``file-hosts``
+        (same scheme as the index). A wheel or metadata URL anywhere else is refused, and the
+        refusal is reported."""
+        urls = []
         for index in self.manifest.indexes:
-            host = urllib.parse.urlsplit(index.url).hostname or ""
-            urls += [f"https://{h}/" for h in FILE_HOSTS.get(host, ())]
+            parts = urllib.parse.urlsplit(index.url)
+            if parts.scheme not in ("http", "https"):
+                continue  # a file:// index needs no network
+            urls.append(index.url)
+            urls += [f"https://{h}/" for h in FILE_HOSTS.get(parts.hostname or "", ())]
+            urls += [f"{parts.scheme}://{h}/" for h in index.file_hosts]
         return allow_list(urls)
 
     async def _run(
@@ -185,7 +190,8 @@ class Pipeline:
                 # Say why the stage could not reach what it asked for.
                 failure = StageFailed(
                     f"{exc.args[0]}\nthe egress proxy refused: {egress.refused[0]} (a fetch "
-                    "stage may reach only the configured indexes and their known file hosts)",
+                    "stage may reach only the configured indexes and their file hosts; an index "
+                    'that serves files from another host can name it: file-hosts = ["host"])',
                     code=exc.code,
                     details=exc.details,
                 )

@@ -442,3 +442,11 @@ def test_a_file_url_on_another_host_is_refused_by_the_egress_proxy(
     )
     assert not any(r.startswith("/files/") for r in state.requests)
     assert not (project / "mochi.lock").exists()
+    assert "file-hosts" in done.stderr  # the error says how to allow such a host
+    # Declared in the manifest, the file host is allowed.
+    manifest = project / "mochi.toml"
+    declared = f'{{ url = "{url}", file-hosts = ["localhost:{port}"] }}'
+    manifest.write_text(manifest.read_text().replace(f'{{ url = "{url}" }}', declared))
+    again = cli(project, cache, "lock")
+    assert again.returncode == 0, again.stderr
+    assert any(r.startswith("/files/") for r in state.requests)

@@ -90,3 +90,20 @@ def test_scan_imports_refuses_names_that_are_not_modules(tmp_path: Path) -> None
 def test_missing_manifest_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(ManifestError, match=r"no mochi\.toml here"):
         load_manifest(tmp_path)
+
+
+def test_index_file_hosts_are_validated(tmp_path: Path) -> None:
+    def with_index(entry: str) -> str:
+        return GOOD.replace('int-mode = "bigint"', f"indexes = [{entry}]")
+
+    m = load_manifest(project(tmp_path, with_index(
+        '{ url = "https://repo.example/simple", file-hosts = ["cdn.example:8443"] }')))  # fmt: skip
+    assert m.indexes[0].url == "https://repo.example/simple/"
+    assert m.indexes[0].file_hosts == ("cdn.example:8443",)
+    for bad in (
+        '{ url = "https://repo.example/simple", file-hosts = ["https://cdn.example"] }',
+        '{ url = "https://repo.example/simple", file-hosts = "cdn.example" }',
+        '{ url = "https://repo.example/simple", mirror = true }',
+    ):
+        with pytest.raises(ManifestError, match=r"\[python\] indexes"):
+            load_manifest(project(tmp_path, with_index(bad)))
