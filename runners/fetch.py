@@ -21,7 +21,6 @@ import html.parser
 import json
 import os
 import re
-import socket
 import ssl
 import subprocess
 import sys
@@ -54,23 +53,6 @@ ACCEPT = (
 )
 _SCHEMES = ("http", "https", "file")
 _FILENAME = re.compile(r"^[A-Za-z0-9_.+!-]+\.whl$")
-
-
-_DNS: dict[tuple[Any, ...], Any] = {}
-_DNS_LOCK = threading.Lock()
-_system_getaddrinfo = socket.getaddrinfo
-
-
-def _cached_getaddrinfo(*args: Any, **kwargs: Any) -> Any:
-    """getaddrinfo, asked once per name and stage. Every download opens fresh connections to
-    the same two or three hosts; resolvers that drop one of glibc's parallel A/AAAA queries
-    then stall each lookup for the resolv.conf timeout (5 s; measured on these machines).
-    Misses are resolved one at a time so concurrent downloads do not all ask at once."""
-    key = (*args, *sorted(kwargs.items()))
-    with _DNS_LOCK:
-        if key not in _DNS:
-            _DNS[key] = _system_getaddrinfo(*args, **kwargs)
-        return _DNS[key]
 
 
 @functools.cache
@@ -434,7 +416,6 @@ def download_many(request: Request, channel: RunnerChannel) -> Mapping[str, Any]
     filenames = [str(item.get("filename")) for item in request.params["items"]]
     if len(set(filenames)) != len(filenames):
         raise RunnerFailure("failed", "the same wheel twice in one batch")
-    socket.getaddrinfo = _cached_getaddrinfo  # this process only: a runner serves one stage
     _network(request.params)
     lock = threading.Lock()  # the channel is not thread-safe
 
