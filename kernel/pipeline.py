@@ -48,12 +48,14 @@ FILE_HOSTS = {
     "pypi.org": ("files.pythonhosted.org",),
     "test.pypi.org": ("test-files.pythonhosted.org",),
 }
-# Concurrent connections uv opens from a fetch stage (each costs two relay threads).
-FETCH_CONNECTIONS = 16
 # Bump when what a stage computes changes, so old cache entries stop matching.
 RESOLVE_VERSION = 1
 FETCH_VERSION = 1
 VERIFY_VERSION = 1
+_INDEX_HINT = (
+    "a fetch stage may reach only the configured indexes and their file hosts; an index that "
+    'serves files from another host can name it: file-hosts = ["host"]'
+)
 # How a TLS client finds its trust roots. The host's proxy settings are not passed on: stages
 # reach the network through the kernel's egress proxy, which honours them itself.
 _TLS_VARS = ("SSL_CERT_FILE", "SSL_CERT_DIR")
@@ -119,16 +121,18 @@ class Pipeline:
         *,
         module: str = FETCH_RUNNER,
         inputs: Mapping[str, Path] | None = None,
+        egress: frozenset[Target] | None = None,
+        extra_fds: Sequence[int] = (),
     ) -> tuple[Mapping[str, Any], Path]:
-        """Run one stage in a fresh output directory; return its value and the checked dir."""
+        """Run one stage in a fresh output directory; return its value and the checked dir.
+
+        A stage whose policy has ``egress`` gets the kernel's proxy for its lifetime, allowing
+        ``egress`` (default: the configured indexes, see ``egress_allowed``)."""
         if not self.unsafe_no_sandbox and not self._sandbox_checked:
             await trio.to_thread.run_sync(availability.ensure_available)
             self._sandbox_checked = True
         policy = POLICIES[kind]
-        env, extra_paths = tls_env() if kind is StageKind.FETCH else ({}, ())
-        if kind is StageKind.FETCH:
-            env |= {"UV_CACHE_DIR": "/tmp/uv-cache", "UV_NO_PROGRESS": "1"}
-            env["UV_CONCURRENT_DOWNLOADS"] = str(FETCH_CONNECTIONS)
+        env, extra_paths = tls_env() if policy.egress else ({}, ())
         if extra_paths:
             policy = with_paths(policy, extra_paths)
         out = self.work / uuid.uuid4().hex
@@ -168,16 +172,18 @@ class Pipeline:
                 on_progress=progress,
                 unsafe_no_sandbox=self.unsafe_no_sandbox,
                 env=env,
+                extra_fds=extra_fds,
             )
 
         def retrying(number: int, exc: StageFailed, delay: float) -> None:
             text = f"attempt {number} failed ({exc.diagnostics()}); retrying in {delay:.1f}s"
             self.sink.emit(StageEvent("log", stage.kind, stage.package, text))
 
-        egress = ProxyLog()
+        proxy_log = ProxyLog()
         try:
-            if kind is StageKind.FETCH:
-                async with proxied(self.egress_allowed(), egress) as proxy_dir:
+            if policy.egress:
+                allowed = self.egress_allowed() if egress is None else egress
+                async with proxied(allowed, proxy_log) as proxy_dir:
                     inputs = {**(inputs or {}), "proxy": proxy_dir}
                     params = {**params, "proxy": "{in:proxy}/proxy.sock"}
                     value = await with_retries(attempt, on_retry=retrying)
@@ -186,12 +192,11 @@ class Pipeline:
             intake(out, rules)
         except BaseException as exc:
             failure = exc
-            if egress.refused and isinstance(exc, StageFailed):
+            if proxy_log.refused and isinstance(exc, StageFailed):
                 # Say why the stage could not reach what it asked for.
+                hint = _INDEX_HINT if egress is None else "it is not a service this stage needs"
                 failure = StageFailed(
-                    f"{exc.args[0]}\nthe egress proxy refused: {egress.refused[0]} (a fetch "
-                    "stage may reach only the configured indexes and their file hosts; an index "
-                    'that serves files from another host can name it: file-hosts = ["host"])',
+                    f"{exc.args[0]}\nthe egress proxy refused: {proxy_log.refused[0]} ({hint})",
                     code=exc.code,
                     details=exc.details,
                 )
@@ -208,6 +213,9 @@ class Pipeline:
             if failure is not exc:
                 raise failure from None
             raise
+        finally:
+            for line in proxy_log.refused:
+                self.sink.emit(StageEvent("log", stage.kind, stage.package, f"refused: {line}"))
         self.sink.emit(
             StageEvent("finish", stage.kind, stage.package, elapsed=time.monotonic() - started)
         )

@@ -15,7 +15,7 @@ import sys
 import urllib.parse
 import uuid
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import trio
 
@@ -34,6 +34,9 @@ from mochi_pybridge.kernel.publish_upload import (
 )
 from mochi_pybridge.sandbox.intake import IntakeRules
 from mochi_pybridge.sandbox.policy import StageKind
+
+if TYPE_CHECKING:  # imported when a stage runs: `publish --no-attestations` never needs it
+    from mochi_pybridge.kernel.pipeline import Pipeline
 
 MINT = {
     "pypi": "https://pypi.org/_/oidc/mint-token",
@@ -112,15 +115,10 @@ async def _sign(
     token = identity_token(args.identity_token, audience="sigstore")
     if token is None:
         raise NoOIDC("no OIDC identity for signing")
-    sink = make_sink(as_json=args.json)
-    work = args.cache_dir / "work"
+    pipeline = _stage_runner(args)
     if trust_config is None:
-        trust_config = await production_trust_config(
-            work=work, sink=sink, unsafe_no_sandbox=args.unsafe_no_sandbox
-        )
-    signed = await sign_distributions(
-        files, token, trust_config, work=work, sink=sink, unsafe_no_sandbox=args.unsafe_no_sandbox
-    )
+        trust_config = await production_trust_config(pipeline)
+    signed = await sign_distributions(files, token, trust_config, pipeline)
     for path in signed.attestations:
         print(f"signed {path.name} as {signed.identity} ({signed.issuer})", file=sys.stderr)
     return {
@@ -132,7 +130,7 @@ async def _sign(
 
 
 async def _verify_one(args: argparse.Namespace, path: Path, expected: dict[str, str]) -> str:
-    from mochi_pybridge.kernel.pipeline import VERIFY_RUNNER, Pipeline
+    from mochi_pybridge.kernel.pipeline import VERIFY_RUNNER
 
     # What the index serves, what publish writes, what `sigstore sign` writes: first found.
     kinds = (".provenance", ".publish.attestation", ".sigstore.json")
@@ -144,13 +142,7 @@ async def _verify_one(args: argparse.Namespace, path: Path, expected: dict[str, 
         raise IntegrityError(f"{path}: nothing to verify beside it (one of {expected_names})")
     provenance = found[0]
     method = "bundle" if provenance.name.endswith(".sigstore.json") else "attestation"
-    manifest_dir = args.project.resolve()
-    pipeline = Pipeline(
-        _bare_manifest(manifest_dir),
-        args.cache_dir,
-        make_sink(as_json=args.json),
-        unsafe_no_sandbox=args.unsafe_no_sandbox,
-    )
+    pipeline = _stage_runner(args)
     staging = pipeline.work / uuid.uuid4().hex
     staging.mkdir(parents=True)
     try:
@@ -181,6 +173,19 @@ async def _verify_one(args: argparse.Namespace, path: Path, expected: dict[str, 
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return "; ".join(value.get("identities", []))
+
+
+def _stage_runner(args: argparse.Namespace) -> Pipeline:
+    """What runs the sign and verify stages: a pipeline over a manifest with no dependencies
+    (publish and verify lock nothing), sharing the cache and the event sink."""
+    from mochi_pybridge.kernel.pipeline import Pipeline
+
+    return Pipeline(
+        _bare_manifest(args.project.resolve()),
+        args.cache_dir,
+        make_sink(as_json=args.json),
+        unsafe_no_sandbox=args.unsafe_no_sandbox,
+    )
 
 
 def _bare_manifest(project: Path) -> Manifest:

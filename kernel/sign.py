@@ -1,5 +1,6 @@
-"""The sign stage as the kernel runs it: the sign runner in its sandbox, the OIDC token on a
-pipe, and the allow-listing egress proxy (``kernel/egress``) as its only way out.
+"""The sign stage as the kernel runs it (through ``Pipeline._run``, like every stage): the
+sign runner in its sandbox, the OIDC token on a pipe, and the allow-listing egress proxy
+(``kernel/egress``) allowing only the signing services as its only way out.
 
 The allow list is derived at run time from the Sigstore signing configuration in use (its
 Fulcio, Rekor and timestamp-authority URLs), never hard-coded: ``--trust-config FILE`` names
@@ -13,23 +14,17 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import time
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
-import trio
-
-from mochi_pybridge.kernel.egress import ProxyLog, Target, allow_list, proxied
+from mochi_pybridge.kernel.egress import allow_list
 from mochi_pybridge.kernel.errors import PybridgeError, StageFailed
-from mochi_pybridge.kernel.events import EventSink, StageEvent
-from mochi_pybridge.kernel.lifecycle import StageId, run_stage, runner_argv
-from mochi_pybridge.kernel.pipeline import tls_env, with_paths
-from mochi_pybridge.sandbox import availability
-from mochi_pybridge.sandbox.intake import IntakeRules, intake
-from mochi_pybridge.sandbox.policy import POLICIES, StageKind
+from mochi_pybridge.kernel.lifecycle import StageId
+from mochi_pybridge.kernel.pipeline import Pipeline
+from mochi_pybridge.sandbox.intake import IntakeRules
+from mochi_pybridge.sandbox.policy import StageKind
 
 SIGN_RUNNER = "mochi_pybridge.runners.sign"
 TUF_URL = "https://tuf-repo-cdn.sigstore.dev"
@@ -46,7 +41,6 @@ class Signed:
     identity: str
     issuer: str
     attestations: tuple[Path, ...]  # FILE.publish.attestation, beside each FILE
-    refused: tuple[str, ...]  # proxy requests that were refused (should be none)
 
 
 def signing_urls(trust_config: bytes) -> list[str]:
@@ -71,76 +65,16 @@ def signing_urls(trust_config: bytes) -> list[str]:
     return urls
 
 
-async def _stage(
-    method: str,
-    params: Mapping[str, Any],
-    allowed: frozenset[Target],
-    inputs: Mapping[str, Path],
-    rules: IntakeRules,
-    *,
-    work: Path,
-    sink: EventSink,
-    unsafe_no_sandbox: bool,
-    extra_fds: Sequence[int] = (),
-) -> tuple[Mapping[str, Any], Path, ProxyLog]:
-    """One sign-runner stage with the proxy serving ``allowed`` for exactly its lifetime."""
-    if not unsafe_no_sandbox:
-        await trio.to_thread.run_sync(availability.ensure_available)
-    env, extra_paths = tls_env()
-    policy = with_paths(POLICIES[StageKind.SIGN], extra_paths)
-    out = work / uuid.uuid4().hex
-    out.mkdir(parents=True)
-    log = ProxyLog()
-    subject = ", ".join(Path(f).name for f in params.get("files", [])) or "trust root"
-    stage = StageId("sign", subject)
-    started = time.monotonic()
-    sink.emit(StageEvent("start", "sign", subject))
-    try:
-        async with proxied(allowed, log) as proxy_dir:
-            value = await run_stage(
-                stage,
-                policy,
-                runner_argv(SIGN_RUNNER),
-                method,
-                {**params, "proxy": "{in:proxy}/proxy.sock", "out": "{out}"},
-                inputs={**inputs, "proxy": proxy_dir},
-                output_dir=out,
-                unsafe_no_sandbox=unsafe_no_sandbox,
-                env=env,
-                extra_fds=extra_fds,
-            )
-        intake(out, rules)
-    except BaseException as exc:
-        message = exc.diagnostics() if isinstance(exc, PybridgeError) else str(exc)
-        sink.emit(
-            StageEvent(
-                "fail",
-                "sign",
-                subject,
-                (message.splitlines() or [type(exc).__name__])[0][:200],
-                elapsed=time.monotonic() - started,
-            )
-        )
-        shutil.rmtree(out, ignore_errors=True)
-        raise
-    finally:
-        for line in log.refused:
-            sink.emit(StageEvent("log", "sign", subject, f"proxy refused: {line}"))
-    sink.emit(StageEvent("finish", "sign", subject, elapsed=time.monotonic() - started))
-    return value, out, log
-
-
-async def production_trust_config(*, work: Path, sink: EventSink, unsafe_no_sandbox: bool) -> bytes:
+async def production_trust_config(pipeline: Pipeline) -> bytes:
     """Sigstore's production trust configuration, refreshed through TUF in the sign sandbox."""
-    _, out, _ = await _stage(
+    _, out = await pipeline._run(
+        StageId("sign", "trust root"),
+        StageKind.SIGN,
         "trust",
         {},
-        allow_list([TUF_URL]),
-        {},
         IntakeRules(suffixes=frozenset({".json"}), max_files=1, max_file_size=MAX_TRUST_CONFIG),
-        work=work,
-        sink=sink,
-        unsafe_no_sandbox=unsafe_no_sandbox,
+        module=SIGN_RUNNER,
+        egress=allow_list([TUF_URL]),
     )
     try:
         return (out / "trust_config.json").read_bytes()
@@ -152,10 +86,7 @@ async def sign_distributions(
     files: Sequence[Path],
     token: str,
     trust_config: bytes,
-    *,
-    work: Path,
-    sink: EventSink,
-    unsafe_no_sandbox: bool = False,
+    pipeline: Pipeline,
 ) -> Signed:
     """Sign each file; write ``FILE.publish.attestation`` beside it (the name twine and the
     PyPA publish action upload)."""
@@ -169,7 +100,7 @@ async def sign_distributions(
         allowed = allow_list(urls)
     except ValueError as exc:
         raise SigningError(str(exc)) from None
-    staging = work / uuid.uuid4().hex
+    staging = pipeline.work / uuid.uuid4().hex
     staging.mkdir(parents=True)
     read_end, write_end = os.pipe()
     try:
@@ -179,23 +110,23 @@ async def sign_distributions(
         for path in files:
             shutil.copyfile(path, staging / path.name)
         (staging / "trust_config.json").write_bytes(trust_config)
-        value, out, log = await _stage(
+        value, out = await pipeline._run(
+            StageId("sign", ", ".join(path.name for path in files)),
+            StageKind.SIGN,
             "sign",
             {
                 "token_fd": read_end,
                 "trust_config": "{in:dist}/trust_config.json",
                 "files": [f"{{in:dist}}/{path.name}" for path in files],
             },
-            allowed,
-            {"dist": staging},
             IntakeRules(
                 suffixes=frozenset({".attestation"}),
                 max_files=len(files),
                 max_file_size=MAX_TRUST_CONFIG,
             ),
-            work=work,
-            sink=sink,
-            unsafe_no_sandbox=unsafe_no_sandbox,
+            module=SIGN_RUNNER,
+            inputs={"dist": staging},
+            egress=allowed,
             extra_fds=[read_end],
         )
     except StageFailed as exc:
@@ -221,5 +152,4 @@ async def sign_distributions(
         identity=str(value.get("identity", "")),
         issuer=str(value.get("issuer", "")),
         attestations=tuple(written),
-        refused=tuple(log.refused),
     )

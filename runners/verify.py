@@ -41,6 +41,15 @@ def describe(publisher: Any) -> str:
     return f"{kind} " + " ".join(f"{k}={v}" for k, v in sorted(data.items()))
 
 
+def _read_capped(path: Path) -> bytes:
+    """An attestation, provenance or bundle file: at most ``MAX_PROVENANCE`` bytes read."""
+    with path.open("rb") as f:
+        raw = f.read(MAX_PROVENANCE + 1)
+    if len(raw) > MAX_PROVENANCE:
+        raise RunnerFailure("integrity", f"{path.name} is larger than {MAX_PROVENANCE} bytes")
+    return raw
+
+
 def _verifier(trust_config: str | None) -> Any:
     from sigstore.models import ClientTrustConfig
     from sigstore.verify import Verifier
@@ -116,9 +125,7 @@ def attestation(request: Request, channel: RunnerChannel) -> Mapping[str, Any]:
 
     params = request.params
     dist_path = Path(params["dist"])
-    raw = Path(params["provenance"]).read_bytes()
-    if len(raw) > MAX_PROVENANCE:
-        raise RunnerFailure("integrity", "provenance file is too large")
+    raw = _read_capped(Path(params["provenance"]))
     try:
         dist = Distribution.from_file(dist_path)
         if params.get("bare"):
@@ -164,20 +171,22 @@ def attestation(request: Request, channel: RunnerChannel) -> Mapping[str, Any]:
 def _certificate_identity(cert: Any) -> tuple[str, str]:
     """(identity, OIDC issuer) a Fulcio certificate was issued to."""
     from cryptography import x509
+    from pyasn1.codec.der.decoder import decode as der_decode  # type: ignore[import-untyped]
+    from pyasn1.type.char import UTF8String  # type: ignore[import-untyped]
 
     san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
     names = san.get_values_for_type(x509.UniformResourceIdentifier) + san.get_values_for_type(
         x509.RFC822Name
     )
     issuer = ""
-    for oid in ("1.3.6.1.4.1.57264.1.8", "1.3.6.1.4.1.57264.1.1"):
+    # The v2 issuer extension is a DER UTF8String; the legacy v1 one holds the bare bytes.
+    for oid, v2 in (("1.3.6.1.4.1.57264.1.8", True), ("1.3.6.1.4.1.57264.1.1", False)):
         try:
-            value = cert.extensions.get_extension_for_oid(x509.ObjectIdentifier(oid)).value
+            raw = cert.extensions.get_extension_for_oid(x509.ObjectIdentifier(oid)).value.value
         except x509.ExtensionNotFound:
             continue
-        raw = value.value
-        # v2 is a DER UTF8String (tag 0x0C, short length), v1 the bare bytes.
-        issuer = (raw[2:] if raw[:1] == b"\x0c" else raw).decode("utf-8", "replace")
+        value = bytes(der_decode(raw, UTF8String)[0]) if v2 else raw
+        issuer = value.decode("utf-8", "replace")
         break
     return (names[0] if names else ""), issuer
 
@@ -189,9 +198,7 @@ def bundle(request: Request, channel: RunnerChannel) -> Mapping[str, Any]:
 
     params = request.params
     dist_path = Path(params["dist"])
-    raw = Path(params["bundle"]).read_bytes()
-    if len(raw) > MAX_PROVENANCE:
-        raise RunnerFailure("integrity", "the bundle is too large")
+    raw = _read_capped(Path(params["bundle"]))
     try:
         parsed = Bundle.from_json(raw)
         identity, issuer = _certificate_identity(parsed.signing_certificate)

@@ -52,6 +52,9 @@ class StagePolicy:
     limits: ResourceLimits = ResourceLimits()
     # Extra syscalls denied with EPERM for this stage only.
     extra_denied_syscalls: tuple[str, ...] = ()
+    # Reaches the network only through the kernel's allow-listing egress proxy (a Unix socket
+    # bound at /in/proxy), with the host's TLS trust settings.
+    egress: bool = False
 
 
 BASE_ENV: Mapping[str, str] = MappingProxyType(
@@ -83,8 +86,18 @@ POLICIES: Mapping[StageKind, StagePolicy] = MappingProxyType(
             # No route of its own: the indexes are reached through the kernel's allow-listing
             # egress proxy (a Unix socket), relayed from a loopback port inside the sandbox.
             network=False,
+            egress=True,
             socket_families=frozenset({"unix", "inet"}),
             system_paths=_NETWORK_FILES,
+            # uv's cache lives in the stage's private /tmp; its concurrency is bounded because
+            # each open connection costs two relay threads.
+            env=MappingProxyType(
+                {
+                    "UV_CACHE_DIR": "/tmp/uv-cache",
+                    "UV_NO_PROGRESS": "1",
+                    "UV_CONCURRENT_DOWNLOADS": "16",
+                }
+            ),
             # Threads count: uv's pool plus two relay threads per open connection.
             limits=ResourceLimits(wall_clock_seconds=900.0, file_size=2 * GiB, processes=256),
         ),
@@ -112,7 +125,8 @@ POLICIES: Mapping[StageKind, StagePolicy] = MappingProxyType(
         ),
         StageKind.SIGN: StagePolicy(
             kind=StageKind.SIGN,
-            network=False,  # reaches the signing services only through the kernel's proxy
+            network=False,
+            egress=True,  # the signing services only
             socket_families=frozenset({"unix", "inet"}),
             system_paths=_NETWORK_FILES,
             limits=ResourceLimits(wall_clock_seconds=300.0),
