@@ -22,6 +22,8 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
+from mochi_pybridge.sandbox.policy import BASE_ENV, POLICIES
+
 _libc = ctypes.CDLL(None, use_errno=True)
 _libc.syscall.restype = ctypes.c_long
 _libc.syscall.argtypes = [ctypes.c_long] + [ctypes.c_ulong] * 5
@@ -144,11 +146,13 @@ def _mount() -> None:
         raise OSError(err, os.strerror(err))
 
 
-# Variables the sandbox sets (policy.BASE_ENV plus stage extras); anything else leaked in.
-_EXPECTED_ENV = {
-    "PATH", "HOME", "LANG", "TZ", "PYTHONDONTWRITEBYTECODE", "PYTHONHASHSEED", "TMPDIR",
-    "LC_ALL", "SOURCE_DATE_EPOCH", "SSL_CERT_FILE", "SSL_CERT_DIR", "LC_CTYPE", "PWD",
-}  # fmt: skip
+# Variables the sandbox sets: the base environment, any stage's own (policy data), and the TLS
+# trust settings the kernel passes to stages with egress. Anything else leaked in.
+_EXPECTED_ENV = (
+    set(BASE_ENV)
+    | {name for policy in POLICIES.values() for name in policy.env}
+    | {"SSL_CERT_FILE", "SSL_CERT_DIR", "LC_CTYPE", "PWD"}
+)
 
 
 # What each outcome must be for a policy to hold. Network operations are allowed only in
